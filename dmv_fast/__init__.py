@@ -1,0 +1,41 @@
+"""dmv-fast: BigGAN-deep music videos, rendered as fast as the hardware allows.
+
+The public names are imported lazily so that ``import dmv_fast`` stays cheap (no librosa,
+numba or ONNX Runtime until they are used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "RenderOptions": "dmv_fast.options",
+    "AudioFeatures": "dmv_fast.audio",
+    "analyze": "dmv_fast.audio",
+    "Vectors": "dmv_fast.trajectory",
+    "compute_vectors": "dmv_fast.trajectory",
+    "Generator": "dmv_fast.runtime",
+    "Visualizer": "dmv_fast.pipeline",
+    "render": "dmv_fast.pipeline",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dmv_fast.audio import AudioFeatures, analyze
+    from dmv_fast.options import RenderOptions
+    from dmv_fast.pipeline import Visualizer, render
+    from dmv_fast.runtime import Generator
+    from dmv_fast.trajectory import Vectors, compute_vectors
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dmv_fast' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
