@@ -1,0 +1,42 @@
+# dmv-fast: `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The CPU build of PyTorch (export step only); an unpinned torch would pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.dmv-fast-installed
+
+.PHONY: setup demo test test-gpu bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e ".[cpu,export,dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/dmv-fast demo --output demo.mp4
+
+test: setup
+	$(PY) -m pytest -q
+
+test-gpu: setup
+	$(PY) -m pytest -q -m cuda
+
+bench: setup
+	$(PY) benchmarks/bench_analysis.py
+	$(PY) benchmarks/macs.py
+	$(PY) benchmarks/bench_generator.py
+	$(VENV)/bin/dmv-fast bench
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,456 @@
+"""``dmv-fast``: the command line. It parses, builds options, calls the library, and exits 1
+with a one-line message on a handled failure."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+import dmv_fast
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Turn music into BigGAN-deep videos, as fast as the hardware allows.",
+)
+
+logger = logging.getLogger("dmv_fast")
+
+# Options of the original that take several values after one flag (``--classes 45 99 567``).
+_MULTI_VALUE = ("--classes",)
+
+
+class Backend(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    tensorrt = "tensorrt"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
+class EncoderChoice(str, Enum):
+    auto = "auto"
+    x264 = "x264"
+    nvenc = "nvenc"
+
+
+class Pixels(str, Enum):
+    stretch = "stretch"
+    fixed = "fixed"
+
+
+class Resolution(str, Enum):
+    r128 = "128"
+    r256 = "256"
+    r512 = "512"
+
+
+def expand_multi_value(argv: list[str]) -> list[str]:
+    """Rewrite ``--classes a b c`` into ``--classes a --classes b --classes c``.
+
+    The original took several values after one flag (argparse ``nargs='+'``); click options
+    take one value each, so the values are spread over repeated flags before parsing.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _MULTI_VALUE:
+            i += 1
+            values = []
+            while i < len(argv) and not (argv[i].startswith("-") and not _is_number(argv[i])):
+                values.append(argv[i])
+                i += 1
+            if not values:
+                out.append(arg)
+            for value in values:
+                out.extend([arg, value])
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dmv-fast {dmv_fast.__version__}")
+        raise typer.Exit()
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+class _Progress:
+    """Progress bars for every long stage, fed by the library's progress callback."""
+
+    _LABELS = {
+        "analysis": "analysing audio",
+        "export": "exporting model",
+        "render": "rendering",
+        "encode": "encoding",
+    }
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description:<16}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            disable=not enabled,
+            transient=False,
+        )
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Progress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        task = self._tasks.get(stage)
+        if task is None:
+            task = self._progress.add_task(self._LABELS.get(stage, stage), total=total, rate="")
+            self._tasks[stage] = task
+        elapsed = self._progress.tasks[task].elapsed or 0.0
+        rate = f"{done / elapsed:.1f} fps" if stage in ("render", "encode") and elapsed else ""
+        self._progress.update(task, completed=done, total=total, rate=rate)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """dmv-fast: the Deep Music Visualizer, fast."""
+
+
+@app.command()
+def render(
+    song: Annotated[Path, typer.Option("--song", help="Audio file (mp3, wav, ogg, flac, ...).")],
+    resolution: Annotated[
+        Resolution, typer.Option("--resolution", help="GAN resolution.")
+    ] = Resolution.r512,
+    duration: Annotated[
+        float | None,
+        typer.Option("--duration", help="Seconds of video (default: the whole song)."),
+    ] = None,
+    pitch_sensitivity: Annotated[
+        float,
+        typer.Option("--pitch-sensitivity", "--pitch_sensitivity", help="1-299 (200-295 advised)."),
+    ] = 220,
+    tempo_sensitivity: Annotated[
+        float,
+        typer.Option("--tempo-sensitivity", "--tempo_sensitivity", help="> 0 (0.05-0.8 advised)."),
+    ] = 0.25,
+    depth: Annotated[float, typer.Option("--depth", help="Max class weight, 0.01-1.")] = 1.0,
+    classes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--classes",
+            help="ImageNet classes by index (0-999) or name: --classes 45 99 goldfish ...",
+        ),
+    ] = None,
+    num_classes: Annotated[
+        int, typer.Option("--num-classes", "--num_classes", help="Classes used, 1-12.")
+    ] = 12,
+    sort_classes_by_power: Annotated[
+        int,
+        typer.Option(
+            "--sort-classes-by-power",
+            "--sort_classes_by_power",
+            min=0,
+            max=1,
+            help="1: the first class listed gets the strongest pitch.",
+        ),
+    ] = 0,
+    jitter: Annotated[float, typer.Option("--jitter", help="0-1.")] = 0.5,
+    frame_length: Annotated[
+        int,
+        typer.Option("--frame-length", "--frame_length", help="Audio hop per video frame (x64)."),
+    ] = 512,
+    truncation: Annotated[float, typer.Option("--truncation", help="(0, 1].")] = 1.0,
+    smooth_factor: Annotated[
+        float, typer.Option("--smooth-factor", "--smooth_factor", help="> 0 (10-30 advised).")
+    ] = 20,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "--batch_size", help="GAN batch size.")
+    ] = 30,
+    use_previous_classes: Annotated[
+        int,
+        typer.Option(
+            "--use-previous-classes",
+            "--use_previous_classes",
+            min=0,
+            max=1,
+            help="1: reuse the classes recorded next to the output.",
+        ),
+    ] = 0,
+    use_previous_vectors: Annotated[
+        int,
+        typer.Option(
+            "--use-previous-vectors",
+            "--use_previous_vectors",
+            min=0,
+            max=1,
+            help="1: reuse the vectors recorded next to the output.",
+        ),
+    ] = 0,
+    output_file: Annotated[
+        Path, typer.Option("--output-file", "--output_file", "-o", help="Output MP4.")
+    ] = Path("output.mp4"),
+    scaling: Annotated[int, typer.Option("--scaling", help="Lanczos upscaling factor (>= 1).")] = 1,
+    use_disk: Annotated[
+        bool,
+        typer.Option(
+            "-d",
+            "--use-disk",
+            "--use_disk",
+            help="Write frames to NAME.frames/ as they are made (resumable); build from it.",
+        ),
+    ] = False,
+    save_only: Annotated[
+        bool,
+        typer.Option(
+            "-s",
+            "--save-only",
+            "--save_only",
+            help="Build the video from an existing NAME.frames/ without generating.",
+        ),
+    ] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for every random draw.")] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            "--weights",
+            help="biggan-deep-128/256/512, a local folder, or 'random' (default: pretrained).",
+        ),
+    ] = None,
+    backend: Annotated[Backend, typer.Option("--backend")] = Backend.auto,
+    precision: Annotated[Precision, typer.Option("--precision")] = Precision.auto,
+    encoder: Annotated[EncoderChoice, typer.Option("--encoder")] = EncoderChoice.auto,
+    crf: Annotated[int, typer.Option("--crf", help="x264 quality, 0-51.")] = 20,
+    preset: Annotated[str, typer.Option("--preset", help="x264 preset.")] = "veryfast",
+    pixels: Annotated[
+        Pixels, typer.Option("--pixels", help="stretch (the original's look) or fixed.")
+    ] = Pixels.stretch,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", "-y", help="Replace an existing output file.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Render a song into a BigGAN-deep music video (MP4 with the song's audio)."""
+    from dmv_fast.classes import resolve_classes
+    from dmv_fast.options import RenderOptions
+    from dmv_fast.pipeline import render as run_render
+
+    _setup_logging(verbose, quiet)
+    try:
+        options = RenderOptions(
+            song=str(song),
+            resolution=int(resolution.value),
+            duration=duration,
+            pitch_sensitivity=pitch_sensitivity,
+            tempo_sensitivity=tempo_sensitivity,
+            depth=depth,
+            classes=resolve_classes(classes) if classes else None,
+            num_classes=num_classes,
+            sort_classes_by_power=bool(sort_classes_by_power),
+            jitter=jitter,
+            frame_length=frame_length,
+            truncation=truncation,
+            smooth_factor=smooth_factor,
+            batch_size=batch_size,
+            use_previous_classes=bool(use_previous_classes),
+            use_previous_vectors=bool(use_previous_vectors),
+            output_file=str(output_file),
+            scaling=scaling,
+            use_disk=use_disk,
+            save_only=save_only,
+            seed=seed,
+            weights=weights,
+            backend=backend.value,
+            precision=precision.value,
+            encoder=encoder.value,
+            crf=crf,
+            preset=preset,
+            pixels=pixels.value,
+        )
+        options.validate()
+        with _Progress(enabled=not quiet) as progress:
+            result = run_render(options, overwrite=overwrite, progress=progress)
+    except KeyboardInterrupt:
+        raise _fail("interrupted; no partial video was written", 130) from None
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, OSError) as exc:
+        raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    logger.info(
+        "wrote %s: %d frames at %s fps, seed %d, classes %s",
+        result.output,
+        result.frames,
+        f"{float(result.fps):.6g}",
+        result.seed,
+        " ".join(map(str, result.classes)),
+    )
+
+
+@app.command()
+def export(
+    resolution: Annotated[Resolution, typer.Option("--resolution")] = Resolution.r512,
+    weights: Annotated[
+        str | None,
+        typer.Option("--weights", help="biggan-deep-128/256/512, a local folder, or 'random'."),
+    ] = None,
+    precision: Annotated[Precision, typer.Option("--precision")] = Precision.fp32,
+    batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size")] = 30,
+    scaling: Annotated[int, typer.Option("--scaling")] = 1,
+    pixels: Annotated[Pixels, typer.Option("--pixels")] = Pixels.stretch,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Copy the ONNX graph here too.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Export BigGAN-deep to ONNX (cached; needs the [export] extra)."""
+    from dmv_fast.models import ensure_onnx
+
+    _setup_logging(verbose, False)
+    if precision is Precision.auto:
+        raise _fail("--precision must be fp32 or fp16 for export")
+    try:
+        with _Progress(enabled=True) as progress:
+            path = ensure_onnx(
+                int(resolution.value),
+                weights,
+                precision.value,
+                batch_size,
+                scaling=scaling,
+                pixels=pixels.value,
+                output=output,
+                progress=lambda done, total: progress("export", done, total),
+            )
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise _fail(str(exc).splitlines()[0]) from None
+    typer.echo(str(path))
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("demo.mp4"),
+    weights: Annotated[
+        str | None,
+        typer.Option("--weights", help="Default: pretrained if available, else random."),
+    ] = None,
+    frame_length: Annotated[int, typer.Option("--frame-length", "--frame_length")] = 512,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Synthesize a 15-second piece and render it at 128 px, with a contact sheet."""
+    from dmv_fast.demo import run_demo
+
+    _setup_logging(False, quiet)
+    try:
+        with _Progress(enabled=not quiet) as progress:
+            video, sheet = run_demo(
+                output, weights=weights, frame_length=frame_length, progress=progress
+            )
+    except KeyboardInterrupt:
+        raise _fail("interrupted; no partial video was written", 130) from None
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise _fail(str(exc).splitlines()[0]) from None
+    typer.echo(f"wrote {video} and {sheet}")
+
+
+@app.command()
+def bench(
+    ctx: typer.Context,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the JSON, markdown and PNG results.")
+    ] = Path("benchmarks/results"),
+    resolutions: Annotated[str, typer.Option("--resolutions")] = "128,256,512",
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes")] = "1,8,30",
+    backends: Annotated[
+        str,
+        typer.Option(
+            "--backends",
+            help="Comma list of torch,ort-cpu,ort-cuda-fp32,ort-cuda-fp16,ort-trt-fp16",
+        ),
+    ] = "torch,ort-cpu,ort-cuda-fp32,ort-cuda-fp16,ort-trt-fp16",
+    seconds: Annotated[
+        float, typer.Option("--seconds", help="Time budget per measurement.")
+    ] = 10.0,
+    song_seconds: Annotated[
+        float, typer.Option("--song-seconds", help="Audio length for the end-to-end rows.")
+    ] = 20.0,
+) -> None:
+    """Benchmark the backends; writes JSON, a markdown table and a PNG plot."""
+    from dmv_fast.bench import run_bench
+
+    _setup_logging(False, False)
+    try:
+        table = run_bench(
+            out=out,
+            resolutions=[int(r) for r in resolutions.split(",") if r],
+            batch_sizes=[int(b) for b in batch_sizes.split(",") if b],
+            backends=[b for b in backends.split(",") if b],
+            seconds=seconds,
+            song_seconds=song_seconds,
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise _fail(str(exc).splitlines()[0]) from None
+    typer.echo(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    args = expand_multi_value(sys.argv[1:] if argv is None else list(argv))
+    app(args=args, prog_name="dmv-fast")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

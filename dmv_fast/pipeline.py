@@ -1,0 +1,472 @@
+"""The render pipeline: analysis -> trajectories -> generator -> bounded queue -> encoder.
+
+Inference of batch k+1 overlaps the encoding of batch k: the generator runs on the calling
+thread (ONNX Runtime releases the GIL) while a worker thread encodes. The queue between them
+is bounded, so memory stays flat whatever the song's length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dmv_fast.options import RenderOptions
+
+logger = logging.getLogger("dmv_fast")
+
+#: ``progress(stage, done, total)``; stages: "analysis", "export", "render", "encode".
+ProgressCallback = Callable[[str, int, int], None]
+
+QUEUE_DEPTH = 3  # batches in flight between the generator and the encoder (>= 2)
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+@dataclass
+class RenderResult:
+    """What a render produced and what it used."""
+
+    output: Path
+    frames: int
+    fps: Fraction
+    seed: int
+    classes: tuple[int, ...]
+    record: Path
+    providers: list[str]
+    encoder: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_precision(precision: str, backend: str) -> str:
+    """``"auto"`` precision: fp16 where a GPU provider will run the graph, fp32 on the CPU."""
+    if precision != "auto":
+        return precision
+    if backend == "cpu":
+        return "fp32"
+    if backend in ("cuda", "tensorrt"):
+        return "fp16"
+    import onnxruntime as ort
+
+    gpu = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+    return "fp16" if gpu & set(ort.get_available_providers()) else "fp32"
+
+
+def frames_folder(output_file: str | os.PathLike[str]) -> Path:
+    """The ``-d`` frames folder of an output: ``NAME.frames/`` beside ``NAME.mp4``."""
+    out = Path(output_file)
+    return out.with_name(out.stem + ".frames")
+
+
+def video_frame_count(n_feature_frames: int, options: RenderOptions) -> int:
+    """Frames in the video: every feature frame, or exactly ``--duration`` seconds of them."""
+    if options.duration is None:
+        return n_feature_frames
+    wanted = round(options.duration * options.fps)
+    if wanted > n_feature_frames:
+        logger.warning(
+            "--duration %.3g s is longer than the song (%.3f s): rendering the whole song",
+            options.duration,
+            n_feature_frames / options.fps,
+        )
+        return n_feature_frames
+    return max(1, wanted)
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    """Refuse an output we could not write, before any expensive work starts."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"output folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"output folder {str(folder)!r} is not writable")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} already exists (pass --overwrite to replace it)")
+    if path.is_dir():
+        raise ValueError(f"output {str(path)!r} is a folder, not a file")
+
+
+class Visualizer:
+    """Owns the generator (one ONNX Runtime session): build once, render many songs.
+
+    Args:
+        resolution: BigGAN-deep resolution, 128, 256 or 512.
+        weights: ``None`` for the pretrained ``biggan-deep-<resolution>``, a local folder or
+            file in pytorch-pretrained-biggan's format, or ``"random"``.
+        backend: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
+        precision: ``"auto"`` (fp16 on a GPU provider, fp32 on the CPU), ``"fp32"``, ``"fp16"``.
+        batch_size: the graph's static batch size.
+        scaling: integer Lanczos upscaling done inside the graph.
+        pixels: ``"stretch"`` (the original's look) or ``"fixed"``.
+    """
+
+    def __init__(
+        self,
+        resolution: int = 512,
+        *,
+        weights: str | None = None,
+        backend: str = "auto",
+        precision: str = "auto",
+        batch_size: int = 30,
+        scaling: int = 1,
+        pixels: str = "stretch",
+        threads: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.resolution = resolution
+        self.weights = weights
+        self.backend = backend
+        self.precision = precision
+        self.batch_size = batch_size
+        self.scaling = scaling
+        self.pixels = pixels
+        self.threads = threads
+        self._progress = progress or _no_progress
+        self._generator: Any = None
+
+    @classmethod
+    def from_options(
+        cls, options: RenderOptions, progress: ProgressCallback | None = None
+    ) -> Visualizer:
+        return cls(
+            options.resolution,
+            weights=options.weights,
+            backend=options.backend,
+            precision=options.precision,
+            batch_size=options.batch_size,
+            scaling=options.scaling,
+            pixels=options.pixels,
+            progress=progress,
+        )
+
+    def matches(self, options: RenderOptions) -> bool:
+        """Whether this visualizer's model serves ``options`` as they are."""
+        return (
+            self.resolution == options.resolution
+            and self.weights == options.weights
+            and self.backend == options.backend
+            and self.precision == options.precision
+            and self.batch_size == options.batch_size
+            and self.scaling == options.scaling
+            and self.pixels == options.pixels
+        )
+
+    @property
+    def generator(self) -> Any:
+        """The :class:`dmv_fast.runtime.Generator`, exported and loaded on first use."""
+        if self._generator is None:
+            from dmv_fast.models import ensure_onnx
+            from dmv_fast.runtime import Generator
+
+            precision = resolve_precision(self.precision, self.backend)
+            path = ensure_onnx(
+                self.resolution,
+                self.weights,
+                precision,
+                self.batch_size,
+                scaling=self.scaling,
+                pixels=self.pixels,
+                progress=lambda done, total: self._progress("export", done, total),
+            )
+            self._generator = Generator(path, backend=self.backend, threads=self.threads)
+        return self._generator
+
+    def frames(
+        self, noise: np.ndarray, class_vectors: np.ndarray, truncation: float
+    ) -> Iterator[np.ndarray]:
+        """Lazily generate frames, one batch at a time.
+
+        Args:
+            noise: ``np.ndarray [shape=(n_frames, 128)]`` float32 noise vectors.
+            class_vectors: ``np.ndarray [shape=(n_frames, 1000)]`` float32 class vectors.
+            truncation: BigGAN truncation in (0, 1].
+
+        Yields:
+            ``np.ndarray [shape=(b, H, W, 3)]`` uint8 RGB batches (``b <= batch_size``).
+        """
+        gen = self.generator
+        step = gen.batch_size
+        for start in range(0, len(noise), step):
+            yield gen.generate(
+                noise[start : start + step], class_vectors[start : start + step], truncation
+            )
+
+    def render(self, options: RenderOptions, *, overwrite: bool = False) -> RenderResult:
+        """Render ``options.song`` into ``options.output_file``; see :func:`render`."""
+        return _render(self, options, overwrite=overwrite, progress=self._progress)
+
+
+def render(
+    options: RenderOptions,
+    *,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    visualizer: Visualizer | None = None,
+) -> RenderResult:
+    """Render a song into an MP4 with its own audio.
+
+    Everything that can be checked cheaply (options, song, output folder) is checked before
+    the analysis starts. The MP4 is written to a temporary file beside the destination and
+    renamed at the end, so a failure or an interrupt never leaves a truncated video.
+
+    Args:
+        options: validated or not; validated here.
+        overwrite: replace an existing output file.
+        progress: ``progress(stage, done, total)`` callback.
+        visualizer: reuse a model session across renders (must match ``options``).
+    """
+    if visualizer is None or not visualizer.matches(options):
+        visualizer = Visualizer.from_options(options, progress=progress)
+    return _render(visualizer, options, overwrite=overwrite, progress=progress or _no_progress)
+
+
+def _render(
+    vis: Visualizer, options: RenderOptions, *, overwrite: bool, progress: ProgressCallback
+) -> RenderResult:
+    from dmv_fast.audio import analyze, probe_audio
+    from dmv_fast.frames import FrameStore
+    from dmv_fast.record import read_record, write_record
+    from dmv_fast.trajectory import compute_vectors
+
+    options.validate()
+    output = Path(options.output_file)
+    check_output(output, overwrite)
+    song = Path(options.song)
+    probe_audio(song)  # unreadable or empty songs fail here, before any analysis
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    progress("analysis", 0, 1)
+    features = analyze(song, options.frame_length)
+    progress("analysis", 1, 1)
+    timings["analysis"] = time.perf_counter() - t0
+
+    folder = frames_folder(output)
+    store = None
+    if options.use_disk or options.save_only:
+        # A rerun without --seed adopts the seed of the frames already on disk.
+        recorded = FrameStore.read_manifest(folder)
+        if options.seed is None and recorded is not None and recorded.get("seed") is not None:
+            options = dataclasses.replace(options, seed=int(recorded["seed"]))
+
+    t0 = time.perf_counter()
+    previous_classes = None
+    if options.use_previous_vectors:
+        vectors = read_record(output, options, features)
+    else:
+        if options.use_previous_classes:
+            previous_classes = read_record(output, options, features).classes
+        vectors = compute_vectors(features, options, seed=options.seed, classes=previous_classes)
+    timings["vectors"] = time.perf_counter() - t0
+    n_frames = video_frame_count(features.n_frames, options)
+    noise = np.ascontiguousarray(vectors.noise[:n_frames], dtype=np.float32)
+    class_vectors = np.ascontiguousarray(vectors.class_vectors[:n_frames], dtype=np.float32)
+
+    if options.use_disk or options.save_only:
+        manifest = _frames_manifest(options, song, vectors.seed, noise, class_vectors)
+        store = FrameStore.open(folder, manifest, create=not options.save_only)
+
+    t0 = time.perf_counter()
+    providers: list[str] = []
+    if options.save_only:
+        assert store is not None
+        missing = n_frames - store.complete_frames()
+        if missing > 0:
+            raise ValueError(
+                f"frames folder {str(folder)!r} holds {n_frames - missing} of {n_frames} frames;"
+                " render them first with -d"
+            )
+        encoder = _encode(
+            store.iter_batches(0, n_frames, vis.batch_size),
+            options,
+            n_frames,
+            output,
+            overwrite,
+            progress,
+        )
+    elif store is not None:
+        providers = list(vis.generator.providers)
+        start = store.complete_frames()
+        if start:
+            logger.info("resuming from frame %d of %d in %s", start, n_frames, folder)
+        _run_overlapped(
+            vis.frames(noise[start:], class_vectors[start:], options.truncation),
+            lambda i, batch: store.write(start + i, batch),
+            n_frames,
+            start,
+            progress,
+        )
+        timings["generate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        encoder = _encode(
+            store.iter_batches(0, n_frames, vis.batch_size),
+            options,
+            n_frames,
+            output,
+            overwrite,
+            progress,
+        )
+    else:
+        providers = list(vis.generator.providers)
+        encoder = _encode(
+            vis.frames(noise, class_vectors, options.truncation),
+            options,
+            n_frames,
+            output,
+            overwrite,
+            progress,
+            stage="render",
+        )
+    timings["render" if store is None else "encode"] = time.perf_counter() - t0
+
+    record = write_record(output, vectors, options, features)
+    return RenderResult(
+        output=output,
+        frames=n_frames,
+        fps=options.fps,
+        seed=vectors.seed,
+        classes=tuple(vectors.classes),
+        record=Path(record) if record is not None else output.with_suffix(".dmv.npz"),
+        providers=providers,
+        encoder=encoder,
+        timings=timings,
+    )
+
+
+def _frames_manifest(
+    options: RenderOptions, song: Path, seed: int, noise: np.ndarray, class_vectors: np.ndarray
+) -> dict[str, Any]:
+    """The settings that decide the pixels of a frames folder (for -d resume and -s)."""
+    digest = hashlib.sha256()
+    digest.update(noise.tobytes())
+    digest.update(class_vectors.tobytes())
+    st = song.stat()
+    return {
+        "song": song.name,
+        "song_size": st.st_size,
+        "frame_length": options.frame_length,
+        "resolution": options.resolution,
+        "scaling": options.scaling,
+        "truncation": options.truncation,
+        "weights": options.weights or f"biggan-deep-{options.resolution}",
+        "precision": options.precision,
+        "pixels": options.pixels,
+        "seed": seed,
+        "frames": len(noise),
+        "vectors_sha256": digest.hexdigest(),
+    }
+
+
+def _run_overlapped(
+    batches: Iterator[np.ndarray],
+    consume: Callable[[int, np.ndarray], None],
+    total: int,
+    done: int,
+    progress: ProgressCallback,
+    stage: str = "render",
+) -> None:
+    """Produce batches on this thread, consume them on a worker, at most QUEUE_DEPTH apart.
+
+    ``consume(offset, batch)`` receives the offset of the batch's first frame relative to the
+    first batch. An exception on either side stops both and is raised here.
+    """
+    q: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(maxsize=QUEUE_DEPTH)
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                offset, batch = item
+                consume(offset, batch)
+                progress(stage, done + offset + len(batch), total)
+        except BaseException as exc:  # handed to the producer, re-raised there
+            failure.append(exc)
+            stop.set()
+            # Drain so a producer blocked on put() can notice the failure.
+            while True:
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    return
+
+    thread = threading.Thread(target=worker, name="dmv-fast-encoder", daemon=True)
+    thread.start()
+    offset = 0
+    try:
+        progress(stage, done, total)
+        for batch in batches:
+            while not stop.is_set():
+                try:
+                    q.put((offset, batch), timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                break
+            offset += len(batch)
+    finally:
+        # Always let the worker finish what it holds, then end it.
+        while thread.is_alive():
+            try:
+                q.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        thread.join()
+    if failure:
+        raise failure[0]
+
+
+def _encode(
+    batches: Iterator[np.ndarray],
+    options: RenderOptions,
+    n_frames: int,
+    output: Path,
+    overwrite: bool,
+    progress: ProgressCallback,
+    stage: str = "encode",
+) -> str:
+    """Encode ``batches`` (exactly ``n_frames`` frames) with the song's audio into ``output``."""
+    from dmv_fast.encode import VideoWriter
+
+    first = next(batches, None)
+    if first is None:
+        raise RuntimeError("no frames to encode")
+    height, width = first.shape[1:3]
+    batches = itertools.chain([first], batches)
+    with VideoWriter(
+        output,
+        width,
+        height,
+        options.fps,
+        audio=options.song,
+        encoder=options.encoder,
+        crf=options.crf,
+        preset=options.preset,
+        overwrite=overwrite,
+    ) as writer:
+        _run_overlapped(
+            batches, lambda _i, batch: writer.write(batch), n_frames, 0, progress, stage
+        )
+        if writer.frames_written != n_frames:  # internal invariant of the batching
+            raise RuntimeError(f"wrote {writer.frames_written} frames, expected {n_frames}")
+        name = writer.encoder_name
+    return name
