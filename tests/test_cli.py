@@ -47,8 +47,15 @@ def test_help_lists_both_spellings():
     result = invoke("render", "--help")
     assert result.exit_code == 0
     text = result.stdout
-    for spelling in ("--pitch_sensitivity", "--pitch-sensitivity", "--use_previous_vectors",
-                     "--frame_length", "--output_file", "--use-disk", "--save-only"):
+    for spelling in (
+        "--pitch_sensitivity",
+        "--pitch-sensitivity",
+        "--use_previous_vectors",
+        "--frame_length",
+        "--output_file",
+        "--use-disk",
+        "--save-only",
+    ):
         assert spelling in text, spelling
 
 
@@ -79,15 +86,27 @@ def test_bad_options_fail_in_one_line_before_any_work(song, tmp_path, args, need
 
 
 def test_missing_song(tmp_path):
-    result = invoke("render", "--song", str(tmp_path / "nope.mp3"), "-q",
-                    "--output_file", str(tmp_path / "o.mp4"))
+    result = invoke(
+        "render",
+        "--song",
+        str(tmp_path / "nope.mp3"),
+        "-q",
+        "--output_file",
+        str(tmp_path / "o.mp4"),
+    )
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "nope.mp3" in result.output
 
 
 def test_output_folder_missing(song, tmp_path):
-    result = invoke("render", "--song", str(song), "-q",
-                    "--output_file", str(tmp_path / "no" / "such" / "o.mp4"))
+    result = invoke(
+        "render",
+        "--song",
+        str(song),
+        "-q",
+        "--output_file",
+        str(tmp_path / "no" / "such" / "o.mp4"),
+    )
     assert result.exit_code == 1
     assert "does not exist" in result.output
 
@@ -103,8 +122,19 @@ def test_existing_output_is_not_replaced_without_overwrite(song, tmp_path):
 
 def test_save_only_without_frames_folder(song, tmp_path):
     out = tmp_path / "o.mp4"
-    result = invoke("render", "--song", str(song), "-q", "-s", "--output_file", str(out),
-                    "--weights", "random", "--resolution", "128")
+    result = invoke(
+        "render",
+        "--song",
+        str(song),
+        "-q",
+        "-s",
+        "--output_file",
+        str(out),
+        "--weights",
+        "random",
+        "--resolution",
+        "128",
+    )
     assert result.exit_code == 1
     assert len(result.output.strip().splitlines()) == 1
     assert not out.exists()
