@@ -1,0 +1,223 @@
+"""Frames folder for ``-d`` (use disk) and ``-s`` (save only).
+
+``NAME.frames/`` beside the output holds one PNG per video frame, named by its zero-padded
+index (``000000.png``; six digits, more when needed), and ``manifest.json``: the settings
+that decide the pixels (song, frame length, resolution, truncation, vectors hash, ...) and
+the total frame count, as the caller passes them. Every file is written under a temporary
+name and renamed, so a crash never leaves a half-written frame under a final name, and a
+rerun resumes after the last complete frame.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+logger = logging.getLogger("dmv_fast")
+
+MANIFEST = "manifest.json"
+DIGITS = 6
+_PARTIAL = ".partial-"
+
+
+def _normalise(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest as it reads back from JSON (tuples become lists, keys strings)."""
+    try:
+        return json.loads(json.dumps(manifest))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"frames manifest must be JSON data: {e}") from e
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}{_PARTIAL}{secrets.token_hex(4)}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class FrameStore:
+    """A folder of numbered PNG frames plus the manifest of the settings that made them.
+
+    Open with :meth:`FrameStore.open`. ``manifest["frames"]``, when present, is the total
+    number of frames the folder is meant to hold.
+    """
+
+    def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
+        self.folder = folder
+        self.manifest = manifest
+
+    # -- opening -------------------------------------------------------------------
+
+    @staticmethod
+    def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+        """The manifest stored in ``folder``, or None when there is none."""
+        path = Path(folder) / MANIFEST
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"frames manifest {str(path)!r} is unreadable: {e}") from e
+        if not isinstance(data, dict):
+            raise ValueError(f"frames manifest {str(path)!r} is not a JSON object")
+        return data
+
+    @classmethod
+    def open(
+        cls, folder: str | os.PathLike[str], manifest: dict[str, Any], *, create: bool = True
+    ) -> FrameStore:
+        """Open a frames folder made with ``manifest``'s settings.
+
+        Args:
+            folder: the frames folder, ``NAME.frames`` beside the output.
+            manifest: JSON-able settings that decide the pixels, plus ``"frames"``: the total
+                frame count.
+            create: ``True`` (``-d``): create the folder or resume one made with the same
+                settings. ``False`` (``-s``): the folder must exist, match, and hold every
+                frame.
+
+        Raises:
+            ValueError: the folder was made with other settings (naming each one that
+                differs), is not a frames folder, or (``create=False``) is missing or
+                incomplete.
+        """
+        folder = Path(folder)
+        wanted = _normalise(manifest)
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"frames folder {str(folder)!r} is a file, not a folder")
+        stored = cls.read_manifest(folder) if folder.is_dir() else None
+        if stored is None:
+            if not create:
+                what = "does not exist" if not folder.is_dir() else "has no manifest.json"
+                raise ValueError(
+                    f"frames folder {str(folder)!r} {what}; render the frames first with -d"
+                )
+            if folder.is_dir() and any(p.suffix == ".png" for p in folder.iterdir()):
+                raise ValueError(
+                    f"frames folder {str(folder)!r} holds frames but no manifest.json, so"
+                    " their settings are unknown; delete it or choose another output"
+                )
+            folder.mkdir(parents=True, exist_ok=True)
+            _atomic_write(
+                folder / MANIFEST,
+                lambda p: p.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n"),
+            )
+        else:
+            _check_same(folder, stored, wanted)
+        store = cls(folder, wanted)
+        if create:
+            store._remove_partials()
+        elif store.total is not None and store.complete_frames() < store.total:
+            raise ValueError(
+                f"frames folder {str(folder)!r} holds {store.complete_frames()} of"
+                f" {store.total} frames; render the rest with -d"
+            )
+        return store
+
+    # -- queries -------------------------------------------------------------------
+
+    @property
+    def total(self) -> int | None:
+        """The number of frames the folder is meant to hold, when the manifest says."""
+        n = self.manifest.get("frames")
+        return int(n) if n is not None else None
+
+    def path(self, index: int) -> Path:
+        """The file of frame ``index``."""
+        return self.folder / f"{index:0{DIGITS}d}.png"
+
+    def complete_frames(self) -> int:
+        """How many frames are present in a row from frame 0 (where a resume starts)."""
+        names = {p.name for p in self.folder.iterdir()}
+        n = 0
+        limit = self.total
+        while (limit is None or n < limit) and self.path(n).name in names:
+            n += 1
+        return n
+
+    # -- frames --------------------------------------------------------------------
+
+    def write(self, index: int, frames: np.ndarray) -> None:
+        """Store frames ``index, index + 1, ...``.
+
+        Args:
+            index: number of the first frame.
+            frames: ``np.ndarray [shape=(B, H, W, 3)]`` or ``[shape=(H, W, 3)]`` uint8 RGB.
+        """
+        arr = np.asarray(frames)
+        if arr.ndim == 3:
+            arr = arr[None]
+        if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+            raise ValueError(
+                f"frames must be uint8 of shape (B, H, W, 3); got {arr.dtype} {arr.shape}"
+            )
+        if index < 0 or (self.total is not None and index + len(arr) > self.total):
+            raise ValueError(
+                f"frames {index}..{index + len(arr) - 1} are outside 0..{self.total - 1}"
+                if self.total is not None
+                else f"frame index must be >= 0; got {index}"
+            )
+        for k, frame in enumerate(arr):
+            image = Image.fromarray(np.ascontiguousarray(frame), "RGB")
+            _atomic_write(
+                self.path(index + k),
+                lambda p, im=image: im.save(p, format="PNG", compress_level=1),
+            )
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Frames ``start .. stop - 1`` as ``np.ndarray [shape=(stop - start, H, W, 3)]`` uint8."""
+        frames = []
+        for i in range(start, stop):
+            path = self.path(i)
+            try:
+                with Image.open(path) as im:
+                    frames.append(np.asarray(im.convert("RGB")))
+            except FileNotFoundError as e:
+                raise ValueError(
+                    f"frame {i} is missing from {str(self.folder)!r}; render it with -d"
+                ) from e
+            except OSError as e:
+                raise ValueError(f"frame file {str(path)!r} is unreadable: {e}") from e
+        if not frames:
+            return np.zeros((0, 0, 0, 3), np.uint8)
+        if len({f.shape for f in frames}) > 1:
+            raise ValueError(f"frames {start}..{stop - 1} in {str(self.folder)!r} differ in size")
+        return np.stack(frames)
+
+    def iter_batches(self, start: int, stop: int, batch_size: int) -> Iterator[np.ndarray]:
+        """Yield frames ``start .. stop - 1`` in order, ``batch_size`` at a time."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        for i in range(start, stop, batch_size):
+            yield self.read(i, min(i + batch_size, stop))
+
+    def _remove_partials(self) -> None:
+        """Delete temporary files a crash left behind."""
+        for p in self.folder.iterdir():
+            if _PARTIAL in p.name:
+                p.unlink(missing_ok=True)
+
+
+def _check_same(folder: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
+    diffs = [
+        f"{key}: {stored.get(key, '(unset)')!r} in the folder, {wanted.get(key, '(unset)')!r} now"
+        for key in sorted(set(stored) | set(wanted))
+        if stored.get(key) != wanted.get(key) or (key in stored) != (key in wanted)
+    ]
+    if diffs:
+        raise ValueError(
+            f"frames folder {str(folder)!r} was made with other settings ("
+            + "; ".join(diffs)
+            + "); delete it or choose another output"
+        )
