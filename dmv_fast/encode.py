@@ -178,6 +178,19 @@ def rgb_to_nv12(frame: np.ndarray) -> np.ndarray:
     return out
 
 
+def yuv420p_to_nv12(frame: np.ndarray) -> np.ndarray:
+    """Planar YUV 4:2:0 ``[H * 3 // 2, W]`` (PyAV's yuv420p layout) to NV12, same shape."""
+    h = frame.shape[0] * 2 // 3
+    w = frame.shape[1]
+    u = frame[h : h + h // 4].reshape(-1)
+    v = frame[h + h // 4 :].reshape(-1)
+    out = np.empty_like(frame)
+    out[:h] = frame[:h]
+    out[h:].reshape(-1)[0::2] = u
+    out[h:].reshape(-1)[1::2] = v
+    return out
+
+
 def _as_bytes(data: Any) -> bytes:
     """PyNvVideoCodec's encoded output as bytes (its return type differs across versions)."""
     if data is None:
@@ -257,8 +270,8 @@ class _X264Video:
         self._stream = stream
         self.frames = 0
 
-    def encode(self, frame: np.ndarray) -> None:
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+    def encode(self, frame: np.ndarray, pixel_format: str = "rgb24") -> None:
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=pixel_format)
         vf.pts = self.frames
         self._container.mux(self._stream.encode(vf))
         self.frames += 1
@@ -299,8 +312,9 @@ class _NvencVideo:
         )
         self._stream.time_base = self._time_base
 
-    def encode(self, frame: np.ndarray) -> None:
-        self._push(self._enc.Encode(rgb_to_nv12(frame)))
+    def encode(self, frame: np.ndarray, pixel_format: str = "rgb24") -> None:
+        nv12 = rgb_to_nv12(frame) if pixel_format == "rgb24" else yuv420p_to_nv12(frame)
+        self._push(self._enc.Encode(nv12))
         self.frames += 1
 
     def encode_device(self, frame: Any) -> None:
@@ -481,6 +495,10 @@ class VideoWriter:
         device_frames: NVENC only: ``write`` receives GPU NV12 frames (objects with
             ``__cuda_array_interface__``, shape ``(H * 3 // 2, W)`` uint8) instead of numpy
             RGB.
+        pixel_format: host frames given to ``write``: ``"rgb24"`` ``(B, H, W, 3)`` or
+            ``"yuv420p"`` ``(B, H * 3 // 2, W)`` planes (BT.601 limited range, as made by
+            :func:`dmv_fast.yuv.rgb_to_yuv420` or inside the generator graph), which skips
+            the colour conversion on the CPU.
 
     Raises:
         ValueError: a bad argument, an unwritable destination, an unreadable audio file;
@@ -504,8 +522,12 @@ class VideoWriter:
         audio_start: float = 0.0,
         overwrite: bool = True,
         device_frames: bool = False,
+        pixel_format: str = "rgb24",
     ) -> None:
         self.path = Path(path)
+        if pixel_format not in ("rgb24", "yuv420p"):
+            raise ValueError(f"pixel_format must be rgb24 or yuv420p; got {pixel_format!r}")
+        self.pixel_format = pixel_format
         self.width, self.height = _check_size(width, "width"), _check_size(height, "height")
         self.fps = _check_fps(fps)
         if encoder not in ENCODERS:
@@ -635,7 +657,7 @@ class VideoWriter:
         else:
             batch = self._check_frames(frames)
             for frame in batch:
-                self._video.encode(frame)
+                self._video.encode(frame, self.pixel_format)
         if self._audio is not None:
             self._audio.feed(self._audio_samples(self.frames_written))
 
@@ -697,6 +719,16 @@ class VideoWriter:
         if hasattr(frames, "__cuda_array_interface__") and not isinstance(frames, np.ndarray):
             raise ValueError("got GPU frames; pass device_frames=True (NVENC) or numpy arrays")
         arr = np.asarray(frames)
+        if self.pixel_format == "yuv420p":
+            plane = (self.height * 3 // 2, self.width)
+            if arr.ndim == 2:
+                arr = arr[None]
+            if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[1:] != plane:
+                raise ValueError(
+                    f"yuv420p frames must be uint8 of shape (B, {plane[0]}, {plane[1]});"
+                    f" got {tuple(np.shape(frames))} {arr.dtype}"
+                )
+            return arr
         if arr.ndim == 3:
             arr = arr[None]
         if arr.dtype != np.uint8:

@@ -54,3 +54,26 @@ def test_host_conversion_matches_ffmpeg_within_rounding():
 def test_odd_sizes_are_refused():
     with pytest.raises(ValueError, match="even"):
         rgb_to_yuv420(np.zeros((1, 5, 4, 3), np.uint8))
+
+
+def test_writer_takes_yuv420p_planes_and_nvenc_layout_is_interleaved(tmp_path):
+    from fractions import Fraction
+
+    from dmv_fast.encode import VideoWriter, yuv420p_to_nv12
+
+    frames = _frames(4, 32, 32)
+    out = tmp_path / "yuv.mp4"
+    with VideoWriter(
+        out, 32, 32, Fraction(22050, 512), encoder="x264", crf=0, pixel_format="yuv420p"
+    ) as w:
+        w.write(rgb_to_yuv420(frames))
+    with av.open(str(out)) as c:
+        back = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+    assert len(back) == 4
+    assert np.abs(back[0].astype(int) - rgb_to_yuv420(frames)[0]).max() <= 1
+
+    planar = rgb_to_yuv420(frames)[0]
+    nv12 = yuv420p_to_nv12(planar)
+    np.testing.assert_array_equal(nv12[:32], planar[:32])
+    np.testing.assert_array_equal(nv12[32:].reshape(-1)[0::2], planar[32:40].reshape(-1))
+    np.testing.assert_array_equal(nv12[32:].reshape(-1)[1::2], planar[40:].reshape(-1))
