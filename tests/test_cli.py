@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import dmv_fast
 from dmv_fast.cli import app, expand_multi_value
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
 
 
 def invoke(*args: str):
