@@ -1,0 +1,241 @@
+"""End to end: song -> MP4 with audio, read back with PyAV.
+
+A BigGAN-deep-128 of the real layout but 4 channels wide keeps these fast; the pixels are
+the real exported graph's, run by ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dmv_fast.audio import analyze
+from dmv_fast.frames import FrameStore
+from dmv_fast.options import RenderOptions
+from dmv_fast.pipeline import frames_folder, render
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A local weights folder (pytorch_model.bin + config.json) of a narrow 128-px model."""
+    from dmv_fast_export.weights import random_model, save_pretrained, standard_config
+
+    config = standard_config(128)
+    config.channel_width = 4
+    folder = tmp_path_factory.mktemp("tiny-biggan")
+    save_pretrained(random_model(config, seed=3), folder)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("DMV_FAST_CACHE", str(tmp_path_factory.getbasetemp() / "dmv-cache"))
+
+
+def _song(path: Path, seconds: float, rate: int, channels: int) -> Path:
+    rng = np.random.default_rng(1)
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2
+    beat = (np.sin(2 * np.pi * 2 * t) > 0.95) * rng.normal(0, 0.3, t.size)
+    mono = (tone + beat).astype(np.float32)
+    sf.write(path, np.stack([mono] * channels, axis=1) if channels > 1 else mono, rate)
+    return path
+
+
+def _opts(song: Path, out: Path, weights: Path, **kw) -> RenderOptions:
+    base = dict(
+        song=str(song),
+        output_file=str(out),
+        resolution=128,
+        weights=str(weights),
+        batch_size=4,
+        frame_length=2048,
+        seed=11,
+        backend="cpu",
+        encoder="x264",
+    )
+    base.update(kw)
+    return RenderOptions(**base)
+
+
+def _read_back(path: Path) -> dict:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        a = c.streams.audio[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(v)]
+        info = {
+            "frames": frames,
+            "rate": v.average_rate,
+            "v_start": float(v.start_time * v.time_base),
+            "v_dur": float(v.duration * v.time_base),
+            "a_codec": a.codec_context.name,
+            "a_rate": a.codec_context.sample_rate,
+            "a_channels": a.codec_context.channels,
+            "a_start": float(a.start_time * a.time_base),
+            "a_dur": float(a.duration * a.time_base),
+        }
+    return info
+
+
+@pytest.mark.parametrize(("rate", "channels", "fl"), [(44100, 2, 2048), (8000, 1, 1024)])
+def test_render_covers_the_whole_song_with_its_audio(tmp_path, tiny_weights, rate, channels, fl):
+    song = _song(tmp_path / "song.wav", 2.5, rate, channels)
+    out = tmp_path / "video.mp4"
+    result = render(_opts(song, out, tiny_weights, frame_length=fl))
+    n = analyze(song, fl).n_frames
+    info = _read_back(out)
+    assert result.frames == n == len(info["frames"]) == 1 + int(2.5 * 22050) // fl
+    assert info["rate"] == Fraction(22050, fl)
+    assert info["frames"][0].shape == (128, 128, 3)
+    assert info["a_codec"] == "aac"
+    assert (info["a_rate"], info["a_channels"]) == (rate, channels)
+    assert info["v_start"] == 0 and abs(info["a_start"]) < 1e-3
+    assert abs(info["a_dur"] - info["v_dur"]) <= fl / 22050
+    # Not a blank video: frames differ from each other and use the range.
+    stack = np.stack(info["frames"]).astype(int)
+    assert stack.std() > 10 and np.abs(np.diff(stack, axis=0)).mean() > 0.5
+    # The record beside the video holds every frame of the song.
+    record = np.load(out.with_name("video.dmv.npz"))
+    assert record["class_vectors"].shape == (n, 1000)
+    assert record["noise_vectors"].shape == (n, 128)
+    assert out.with_name("video.dmv.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "song.wav", "video.dmv.json", "video.dmv.npz", "video.mp4",
+    ]  # fmt: skip
+
+
+def test_duration_renders_a_prefix_of_the_full_video(tmp_path, tiny_weights):
+    song = _song(tmp_path / "song.wav", 3.0, 22050, 1)
+    full = render(_opts(song, tmp_path / "full.mp4", tiny_weights))
+    short = render(_opts(song, tmp_path / "short.mp4", tiny_weights, duration=1.5))
+    assert short.frames == round(1.5 * 22050 / 2048)
+    a = _read_back(tmp_path / "full.mp4")
+    b = _read_back(tmp_path / "short.mp4")
+    assert len(b["frames"]) == short.frames < full.frames == len(a["frames"])
+    assert abs(b["a_dur"] - short.frames * 2048 / 22050) <= 2048 / 22050
+    full_rec = np.load(tmp_path / "full.dmv.npz")
+    short_rec = np.load(tmp_path / "short.dmv.npz")
+    np.testing.assert_array_equal(full_rec["noise_vectors"], short_rec["noise_vectors"])
+    # x264 at the same settings: the decoded prefix matches closely.
+    diff = np.abs(np.stack(a["frames"][: short.frames]).astype(int)
+                  - np.stack(b["frames"]).astype(int))
+    assert diff.mean() < 2
+
+
+def test_use_previous_vectors_reproduces_the_video(tmp_path, tiny_weights):
+    song = _song(tmp_path / "song.wav", 2.0, 22050, 1)
+    out = tmp_path / "v.mp4"
+    first = render(_opts(song, out, tiny_weights, seed=None, duration=1.0))
+    again = render(
+        _opts(song, out, tiny_weights, seed=None, use_previous_vectors=True), overwrite=True
+    )
+    assert again.seed == first.seed
+    assert again.frames > first.frames
+
+
+def test_interrupt_leaves_no_partial_video_and_use_disk_resumes(tmp_path, tiny_weights, monkeypatch):
+    from dmv_fast import runtime
+
+    song = _song(tmp_path / "song.wav", 3.0, 22050, 1)
+    out = tmp_path / "v.mp4"
+    opts = _opts(song, out, tiny_weights, use_disk=True)
+
+    real = runtime.Generator.generate
+    calls = {"n": 0}
+
+    def interrupted(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(runtime.Generator, "generate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        render(opts)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".mp4" or ".partial" in p.name]
+    folder = frames_folder(out)
+    done = FrameStore.read_manifest(folder)
+    assert done is not None
+    store = FrameStore.open(folder, done)
+    assert store.complete_frames() == 8  # two batches of 4 made it to disk
+
+    monkeypatch.setattr(runtime.Generator, "generate", real)
+    made = {"n": 0}
+
+    def counting(self, noise, *a, **k):
+        made["n"] += len(noise)
+        return real(self, noise, *a, **k)
+
+    monkeypatch.setattr(runtime.Generator, "generate", counting)
+    result = render(opts)
+    assert made["n"] == result.frames - 8  # only the missing frames were generated
+    info = _read_back(out)
+    assert len(info["frames"]) == result.frames
+
+    # The resumed video equals one rendered in one go.
+    fresh = render(_opts(song, tmp_path / "fresh.mp4", tiny_weights))
+    assert fresh.frames == result.frames
+    ref = _read_back(tmp_path / "fresh.mp4")
+    diff = np.abs(np.stack(ref["frames"]).astype(int) - np.stack(info["frames"]).astype(int))
+    assert diff.max() == 0
+
+
+def test_save_only_builds_from_the_folder_without_generating(tmp_path, tiny_weights, monkeypatch):
+    from dmv_fast import runtime
+
+    song = _song(tmp_path / "song.wav", 2.0, 22050, 1)
+    out = tmp_path / "v.mp4"
+    render(_opts(song, out, tiny_weights, use_disk=True))
+    out.unlink()
+
+    def no_model(*a, **k):
+        raise AssertionError("-s must not load the generator")
+
+    monkeypatch.setattr(runtime.Generator, "__init__", no_model)
+    result = render(_opts(song, out, tiny_weights, save_only=True, seed=None))
+    assert len(_read_back(out)["frames"]) == result.frames
+
+    with pytest.raises(ValueError, match="truncation"):
+        render(_opts(song, out, tiny_weights, save_only=True, truncation=0.5), overwrite=True)
+
+
+def test_sigint_in_a_cli_render_exits_cleanly(tmp_path, tiny_weights, monkeypatch):
+    """A real SIGINT arriving mid-render: exit code 130, one line, no MP4."""
+    from typer.testing import CliRunner
+
+    from dmv_fast import runtime
+    from dmv_fast.cli import app
+
+    song = _song(tmp_path / "song.wav", 3.0, 22050, 1)
+    out = tmp_path / "v.mp4"
+    real = runtime.Generator.generate
+    calls = {"n": 0}
+
+    def slow(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
+            threading.Event().wait(1.0)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(runtime.Generator, "generate", slow)
+    result = CliRunner().invoke(app, [
+        "render", "--song", str(song), "--output_file", str(out), "-q", "--resolution", "128",
+        "--weights", str(tiny_weights), "--batch_size", "4", "--frame_length", "2048",
+        "--backend", "cpu", "--encoder", "x264",
+    ])  # fmt: skip
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.output
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
