@@ -40,6 +40,10 @@ def _atomic_write(path: Path, write: Any) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        # mkstemp makes the file private; give it the permissions of a normal new file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
