@@ -1,0 +1,222 @@
+"""Generator frames/s on this machine: ONNX Runtime CPU (fp32) vs pytorch-pretrained-biggan.
+
+Both run the same random-weight BigGAN-deep (``--weights random``), the same batch, the same
+thread count, in one process, repetitions alternating between the two so that machine noise
+hits both alike. PyTorch runs the way the original does: eager, eval mode, ``no_grad``, the
+frame converted to 8-bit afterwards (ORT does that inside the graph). The outputs are checked
+against each other first. On a 2-core machine only the ratio is worth quoting.
+
+Also measured: the fp16 graph against the fp32 graph (PSNR, CPU provider), and, with
+``--profile``, where ONNX Runtime's time goes per operator type.
+
+    python benchmarks/bench_generator.py [--resolutions 128,256] [--batches 4,8] [--threads 2]
+        [--reps 5] [--out benchmarks/results] [--profile]
+
+Writes ``generator_cpu.json`` and ``generator_cpu.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from dmv_fast_export.export import export_source, psnr, reference_pixels
+from dmv_fast_export.weights import load_model
+
+from dmv_fast import models
+from dmv_fast.runtime import Generator
+from dmv_fast.truncation import bn_inputs
+
+TRUNCATION = 0.4
+
+
+def trajectory_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Noise and class vectors shaped like a render's (|z| <= 2T, a few mixed classes)."""
+    rng = np.random.default_rng(seed)
+    noise = (np.clip(rng.standard_normal((n, 128)), -2, 2) * TRUNCATION).astype(np.float32)
+    classes = np.zeros((n, 1000), np.float32)
+    for i in range(n):
+        picks = rng.choice(1000, size=12, replace=False)
+        classes[i, picks] = rng.dirichlet(np.ones(12))
+    return noise, classes
+
+
+def torch_frames(model, noise: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        image = model(torch.from_numpy(noise), torch.from_numpy(classes), TRUNCATION)
+    return reference_pixels(image.numpy())
+
+
+def profile_ops(path: Path, noise, classes, threads: int) -> dict[str, float]:
+    """Share of ONNX Runtime's kernel time per operator type (one profiled run)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    idx, w = bn_inputs(TRUNCATION)
+    feeds = {"noise": noise, "classes": classes, "bn_idx": idx, "bn_w": w}
+    session.run(None, feeds)
+    session.run(None, feeds)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    per_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            op = e["args"]["op_name"]
+            per_op[op] = per_op.get(op, 0.0) + e["dur"]
+    total = sum(per_op.values())
+    ranked = sorted(per_op.items(), key=lambda kv: -kv[1])
+    return {op: round(100 * us / total, 1) for op, us in ranked[:12]}
+
+
+def bench_resolution(res: int, batch: int, threads: int, reps: int, profile: bool) -> dict:
+    source = models.resolve_weights("random", res)
+    started = time.perf_counter()
+    model, _ = load_model(source)
+    path = models.cached_onnx(models.onnx_key(source, "fp32", batch, 1, "stretch"))
+    if path is None:
+        path = export_source(source, "fp32", batch, 1, "stretch", model=model)
+    path16 = models.cached_onnx(models.onnx_key(source, "fp16", batch, 1, "stretch"))
+    if path16 is None:
+        path16 = export_source(source, "fp16", batch, 1, "stretch", model=model)
+    setup_s = time.perf_counter() - started
+
+    gen = Generator(path, backend="cpu", threads=threads)
+    noise, classes = trajectory_inputs(batch, seed=res)
+    ours = gen.generate(noise, classes, TRUNCATION)  # warm-up
+    ref = torch_frames(model, noise, classes)  # warm-up
+    max_diff = int(np.abs(ours.astype(np.int16) - ref.astype(np.int16)).max())
+    fp16 = Generator(path16, backend="cpu", threads=threads).generate(noise, classes, TRUNCATION)
+
+    ort_s, torch_s = [], []
+    for _ in range(reps):  # alternate, so load changes hit both engines alike
+        t = time.perf_counter()
+        gen.generate(noise, classes, TRUNCATION)
+        ort_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        torch_frames(model, noise, classes)
+        torch_s.append(time.perf_counter() - t)
+    # Headline: the best repetition of each engine (timeit's rule: on a shared machine the
+    # minimum is the run least disturbed by other processes); medians are kept beside it.
+    ort_fps = batch / min(ort_s)
+    torch_fps = batch / min(torch_s)
+    median_speedup = statistics.median(torch_s) / statistics.median(ort_s)
+    result = {
+        "resolution": res,
+        "batch": batch,
+        "threads": threads,
+        "reps": reps,
+        "ort_fps": round(ort_fps, 3),
+        "torch_fps": round(torch_fps, 3),
+        "speedup": round(ort_fps / torch_fps, 3),
+        "ort_fps_median": round(batch / statistics.median(ort_s), 3),
+        "torch_fps_median": round(batch / statistics.median(torch_s), 3),
+        "speedup_median": round(median_speedup, 3),
+        "ort_s_per_batch": [round(x, 4) for x in ort_s],
+        "torch_s_per_batch": [round(x, 4) for x in torch_s],
+        "max_pixel_diff_vs_torch": max_diff,
+        "fp16_psnr_vs_fp32_db": round(psnr(fp16, ours), 2),
+        "setup_s": round(setup_s, 1),
+    }
+    if profile:
+        result["ort_time_share_percent"] = profile_ops(path, noise, classes, threads)
+    return result
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def write_markdown(payload: dict, path: Path) -> None:
+    lines = [
+        "# Generator on the CPU: ONNX Runtime vs pytorch-pretrained-biggan",
+        "",
+        f"{payload['cpu']}, {payload['threads']} threads for both engines, random weights, "
+        f"truncation {TRUNCATION}; best of {payload['reps']} alternating "
+        f"repetitions in one run ({payload['date']}, load average before the run "
+        f"{payload['load_average'][0]:.2f}). Ratios only: absolute times on a shared 2-core "
+        "machine are not worth quoting.",
+        "",
+        "| resolution | batch | ORT fp32 frames/s | PyTorch eager frames/s | speed-up (best) "
+        "| speed-up (median) | max pixel diff | fp16 vs fp32 PSNR |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in payload["results"]:
+        lines.append(
+            f"| {r['resolution']} | {r['batch']} | {r['ort_fps']:.2f} | {r['torch_fps']:.2f} | "
+            f"{r['speedup']:.2f}x | {r['speedup_median']:.2f}x | "
+            f"{r['max_pixel_diff_vs_torch']} | {r['fp16_psnr_vs_fp32_db']:.1f} dB |"
+        )
+    for r in payload["results"]:
+        if "ort_time_share_percent" in r:
+            shares = ", ".join(f"{op} {p}%" for op, p in r["ort_time_share_percent"].items())
+            lines += [
+                "",
+                f"ORT time at {r['resolution']} px, batch {r['batch']}, by operator: {shares}.",
+            ]
+    lines += [
+        "",
+        "fp16 on the CPU provider: ONNX Runtime has no fp16 convolution kernels on x86 and "
+        "inserts casts, so this measures the fp16 rounding of weights and activations, not "
+        "fp16 speed.",
+        "",
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolutions", default="128,256")
+    parser.add_argument("--batches", default="4,8", help="static batch sizes to compare")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--profile", action="store_true", help="ORT time per operator type")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    load = os.getloadavg()
+    results = []
+    for res in (int(r) for r in args.resolutions.split(",")):
+        for batch in (int(b) for b in args.batches.split(",")):
+            r = bench_resolution(res, batch, args.threads, args.reps, args.profile)
+            results.append(r)
+            print(
+                f"{res} px, batch {batch}: ORT {r['ort_fps']:.2f} frames/s, PyTorch "
+                f"{r['torch_fps']:.2f} frames/s, {r['speedup']:.2f}x (median "
+                f"{r['speedup_median']:.2f}x); max diff {r['max_pixel_diff_vs_torch']}, "
+                f"fp16 PSNR {r['fp16_psnr_vs_fp32_db']:.1f} dB"
+            )
+    payload = {
+        "results": results,
+        "threads": args.threads,
+        "reps": args.reps,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "versions": {"onnxruntime": ort.__version__, "torch": torch.__version__},
+        "load_average": load,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "generator_cpu.json").write_text(json.dumps(payload, indent=2) + "\n")
+    write_markdown(payload, args.out / "generator_cpu.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""Export: weights -> folded arrays -> ONNX graph -> checked against PyTorch -> cache."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+import dmv_fast
+from dmv_fast import models
+from dmv_fast.models import Progress, WeightsSource
+from dmv_fast.truncation import bn_inputs
+from dmv_fast_export import EXPORTER_VERSION
+from dmv_fast_export.fold import fold
+from dmv_fast_export.graph import INPUTS, OUTPUT, build_graph
+from dmv_fast_export.pixels import lanczos_reference
+from dmv_fast_export.weights import load_model
+
+logger = logging.getLogger("dmv_fast")
+
+#: Truncation used by the post-export check (between two statistics steps, so the host-fed
+#: interpolation is exercised).
+CHECK_TRUNCATION = 0.405
+#: An fp32 graph further than this from PyTorch (in 8-bit levels) is a bug, not rounding.
+MAX_FP32_DIFF = 8
+
+
+def reference_pixels(image: np.ndarray, pixels: str = "stretch", scaling: int = 1) -> np.ndarray:
+    """The original's 8-bit conversion (SPEC §5) of float images, then PIL-exact scaling.
+
+    Args:
+        image: ``np.ndarray [shape=(B, 3, H, W)]`` float32 in [-1, 1] (the model's output).
+
+    Returns:
+        ``np.ndarray [shape=(B, H * scaling, W * scaling, 3)]`` uint8.
+    """
+    x = image.astype(np.float32)
+    if pixels == "stretch":
+        lo = x.min(axis=(1, 2, 3), keepdims=True)
+        ptp = x.max(axis=(1, 2, 3), keepdims=True) - lo
+        ptp = np.where(ptp == 0, np.float32(1), ptp)  # scipy's bytescale: a flat frame is 0
+        y = (x - lo) * np.float32(255) / ptp
+    else:
+        y = (x + np.float32(1)) * np.float32(127.5)
+    frames = (np.clip(y, 0, 255) + np.float32(0.5)).astype(np.uint8).transpose(0, 2, 3, 1)
+    return lanczos_reference(frames, scaling) if scaling > 1 else frames
+
+
+def check_inputs(batch: int, seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic noise ``[B, 128]`` and class mixtures ``[B, 1000]`` for parity checks."""
+    rng = np.random.default_rng(seed)
+    noise = (np.clip(rng.standard_normal((batch, 128)), -2, 2) * 0.5).astype(np.float32)
+    classes = np.zeros((batch, 1000), np.float32)
+    for i in range(batch):
+        picks = rng.choice(1000, size=3, replace=False)
+        classes[i, picks] = rng.dirichlet(np.ones(3)).astype(np.float32)
+    return noise, classes
+
+
+def torch_frames(
+    model: Any,
+    noise: np.ndarray,
+    classes: np.ndarray,
+    truncation: float,
+    pixels: str = "stretch",
+    scaling: int = 1,
+) -> np.ndarray:
+    """PyTorch reference frames, uint8 ``[B, H, W, 3]``."""
+    with torch.no_grad():
+        image = model(torch.from_numpy(noise), torch.from_numpy(classes), truncation).numpy()
+    return reference_pixels(image, pixels, scaling)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB between two uint8 arrays (inf when equal)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def run_onnx(path: str | os.PathLike[str], noise, classes, truncation, threads=None) -> np.ndarray:
+    """Run a graph on ONNX Runtime's CPU provider for a full static batch."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    idx, w = bn_inputs(truncation)
+    feeds = dict(zip(INPUTS, (noise, classes, idx, w), strict=True))
+    return session.run([OUTPUT], feeds)[0]
+
+
+def validate(
+    path: Path, model: Any, batch: int, precision: str, pixels: str, scaling: int
+) -> dict[str, Any]:
+    """Compare the exported graph (CPU provider) with the PyTorch model on fixed inputs.
+
+    The whole static batch runs through ONNX Runtime; PyTorch checks its first and last
+    frames (the batch edges) to keep the check short at 512 pixels.
+    """
+    noise, classes = check_inputs(batch)
+    ours = run_onnx(path, noise, classes, CHECK_TRUNCATION)
+    picks = sorted({0, batch - 1})
+    ref = torch_frames(
+        model, noise[picks], classes[picks], CHECK_TRUNCATION, pixels=pixels, scaling=scaling
+    )
+    diff = np.abs(ours[picks].astype(np.int16) - ref.astype(np.int16))
+    result = {
+        "truncation": CHECK_TRUNCATION,
+        "frames_checked": len(picks),
+        "max_pixel_diff": int(diff.max()),
+        "mean_pixel_diff": float(diff.mean()),
+        "psnr_db": psnr(ours[picks], ref),
+        "provider": "CPUExecutionProvider",
+    }
+    return result
+
+
+def _metadata(source: WeightsSource, key: dict[str, Any], config: Any) -> dict[str, str]:
+    return {
+        "dmv_fast.model": source.slug,
+        "dmv_fast.weights": source.name if source.kind != "local" else "local",
+        "dmv_fast.weights_sha256": source.sha256,
+        "dmv_fast.resolution": str(source.resolution * key["scaling"]),
+        "dmv_fast.model_resolution": str(source.resolution),
+        "dmv_fast.batch_size": str(key["batch_size"]),
+        "dmv_fast.precision": key["precision"],
+        "dmv_fast.scaling": str(key["scaling"]),
+        "dmv_fast.pixels": key["pixels"],
+        "dmv_fast.exporter_version": EXPORTER_VERSION,
+        "dmv_fast.version": dmv_fast.__version__,
+        "dmv_fast.channel_width": str(config.channel_width),
+    }
+
+
+def export_source(
+    source: WeightsSource,
+    precision: str,
+    batch_size: int,
+    scaling: int,
+    pixels: str,
+    *,
+    progress: Progress | None = None,
+    model: Any = None,
+) -> Path:
+    """Export the graph for a resolved weights source into the cache; returns its path.
+
+    ``model``: the source's PyTorch model when the caller has it loaded already.
+    """
+    steps = 5
+    report = progress or (lambda done, total: None)
+    started = time.perf_counter()
+    key = models.onnx_key(source, precision, batch_size, scaling, pixels)
+    path = models.onnx_path(key)
+    logger.info("exporting %s (%s, batch %d) to %s", source.name, precision, batch_size, path)
+    report(0, steps)
+    if model is None:
+        model, config = load_model(source)
+    else:
+        config = model.config
+    report(1, steps)
+    folded = fold(model)
+    report(2, steps)
+    graph = build_graph(
+        folded,
+        batch_size,
+        precision=precision,
+        pixels=pixels,
+        scaling=scaling,
+        metadata=_metadata(source, key, config),
+    )
+    size = source.resolution * scaling
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".onnx.tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        onnx.save_model(graph, tmp)
+        del graph
+        # Path-based checks run in C++ without copying the model through Python; strict shape
+        # inference fails if any inferred shape contradicts the declared static output.
+        onnx.shape_inference.infer_shapes_path(tmp, tmp, check_type=True, strict_mode=True)
+        onnx.checker.check_model(tmp, full_check=True)
+        report(3, steps)
+        check = validate(tmp, model, batch_size, precision, pixels, scaling)
+        report(4, steps)
+        if precision == "fp32" and check["max_pixel_diff"] > MAX_FP32_DIFF:
+            raise RuntimeError(
+                f"exported graph differs from PyTorch by {check['max_pixel_diff']} levels "
+                f"(more than {MAX_FP32_DIFF}); not caching it"
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    record = {
+        "key": key,
+        "weights": source.name if source.kind != "local" else os.fspath(source.weights_file),
+        "weights_kind": source.kind,
+        "onnx_sha256": models.sha256_file(path),
+        "onnx_size": path.stat().st_size,
+        "inputs": {
+            "noise": ["float32", [batch_size, 128]],
+            "classes": ["float32", [batch_size, 1000]],
+            "bn_idx": ["int64", [2]],
+            "bn_w": ["float32", [2]],
+        },
+        "output": {"frames": ["uint8", [batch_size, size, size, 3]]},
+        "validation": check,
+        "seconds": round(time.perf_counter() - started, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": {
+            "dmv_fast": dmv_fast.__version__,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+        },
+    }
+    models._write_json(path.with_suffix(".json"), record)
+    report(5, steps)
+    logger.info(
+        "exported %s in %.1f s; against PyTorch: max %d levels, PSNR %.1f dB",
+        path.name,
+        record["seconds"],
+        check["max_pixel_diff"],
+        check["psnr_db"],
+    )
+    return path
+
+
+def export_model(
+    resolution: int,
+    weights: str | os.PathLike[str] | None,
+    precision: str,
+    batch_size: int,
+    scaling: int = 1,
+    pixels: str = "stretch",
+    output: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+    *,
+    force: bool = False,
+) -> Path:
+    """Export BigGAN-deep to an ONNX graph (cached), checked against PyTorch.
+
+    Args:
+        resolution: 128, 256 or 512 (a local model: its ``config.json``'s ``output_dim``).
+        weights: ``None``/``"biggan-deep-<R>"`` (pretrained, downloaded once), a local folder
+            with ``pytorch_model.bin`` + ``config.json``, or ``"random"``.
+        precision: ``"fp32"`` or ``"fp16"``.
+        batch_size: the graph's static batch size.
+        scaling: integer Lanczos upscaling inside the graph.
+        pixels: ``"stretch"`` or ``"fixed"``.
+        output: also copy the graph and its JSON sidecar here.
+        progress: ``progress(done, total)``.
+        force: export again even when an intact cached graph exists.
+
+    Returns:
+        The graph's path (``output`` when given).
+    """
+    precision, batch_size, scaling, pixels = models.check_export_args(
+        precision, batch_size, scaling, pixels
+    )
+    source = models.resolve_weights(weights, resolution, progress=progress)
+    key = models.onnx_key(source, precision, batch_size, scaling, pixels)
+    path = None if force else models.cached_onnx(key)
+    if path is None:
+        path = export_source(source, precision, batch_size, scaling, pixels, progress=progress)
+    return path if output is None else models.copy_onnx(path, output)
