@@ -31,6 +31,10 @@ logger = logging.getLogger("dmv_fast")
 ProgressCallback = Callable[[str, int, int], None]
 
 QUEUE_DEPTH = 3  # batches in flight between the generator and the encoder (>= 2)
+# On the CPU a larger batch buys no speed (the convolutions already fill the cores) while
+# ONNX Runtime's buffers grow with it: batch 30 peaks near 3 GB at 128 px, batch 4 under 1 GB
+# (benchmarks/results/e2e_cpu.md). So the CPU graph batch is capped; GPUs use --batch_size.
+CPU_BATCH_CAP = 4
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -52,18 +56,16 @@ class RenderResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_precision(precision: str, backend: str) -> str:
-    """``"auto"`` precision: fp16 where a GPU provider will run the graph, fp32 on the CPU."""
-    if precision != "auto":
-        return precision
+def runs_on_gpu(backend: str) -> bool:
+    """Whether ``backend`` will run the graph on a GPU provider (for ``auto``: one is installed)."""
     if backend == "cpu":
-        return "fp32"
+        return False
     if backend in ("cuda", "tensorrt"):
-        return "fp16"
+        return True
     import onnxruntime as ort
 
     gpu = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
-    return "fp16" if gpu & set(ort.get_available_providers()) else "fp32"
+    return bool(gpu & set(ort.get_available_providers()))
 
 
 def frames_folder(output_file: str | os.PathLike[str]) -> Path:
@@ -109,7 +111,8 @@ class Visualizer:
             file in pytorch-pretrained-biggan's format, or ``"random"``.
         backend: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
         precision: ``"auto"`` (fp16 on a GPU provider, fp32 on the CPU), ``"fp32"``, ``"fp16"``.
-        batch_size: the graph's static batch size.
+        batch_size: the graph's static batch size on a GPU; on the CPU it is capped at
+            ``CPU_BATCH_CAP`` (same speed, a fraction of the memory).
         scaling: integer Lanczos upscaling done inside the graph.
         pixels: ``"stretch"`` (the original's look) or ``"fixed"``.
     """
@@ -170,14 +173,17 @@ class Visualizer:
         """The :class:`dmv_fast.runtime.Generator`, exported and loaded on first use."""
         if self._generator is None:
             from dmv_fast.models import ensure_onnx
-            from dmv_fast.runtime import Generator
+            from dmv_fast.runtime import Generator, resolve_precision
 
             precision = resolve_precision(self.precision, self.backend)
+            batch = self.batch_size
+            if not runs_on_gpu(self.backend):
+                batch = min(batch, CPU_BATCH_CAP)
             path = ensure_onnx(
                 self.resolution,
                 self.weights,
                 precision,
-                self.batch_size,
+                batch,
                 scaling=self.scaling,
                 pixels=self.pixels,
                 progress=lambda done, total: self._progress("export", done, total),
