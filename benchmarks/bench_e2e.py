@@ -249,16 +249,9 @@ def run_child(kind: str, song: Path, output: Path, args: argparse.Namespace) -> 
 
 
 def _busy_cpu_s() -> float:
-    import psutil
+    from dmv_fast.bench import busy_cpu_s
 
-    t = psutil.cpu_times()
-    return (
-        t.user
-        + t.system
-        + getattr(t, "nice", 0.0)
-        + getattr(t, "irq", 0.0)
-        + getattr(t, "softirq", 0.0)
-    )
+    return busy_cpu_s() or 0.0
 
 
 def _children_cpu_s() -> float:

@@ -10,7 +10,7 @@ Also measured: the fp16 graph against the fp32 graph (PSNR, CPU provider), and, 
 ``--profile``, where ONNX Runtime's time goes per operator type.
 
     python benchmarks/bench_generator.py [--resolutions 128,256] [--batches 4,8] [--threads 2]
-        [--reps 5] [--out benchmarks/results] [--profile]
+        [--reps 5] [--out benchmarks/results] [--profile] [--max-seconds 120]
 
 Writes ``generator_cpu.json`` and ``generator_cpu.md``.
 """
@@ -37,6 +37,8 @@ from dmv_fast.runtime import Generator
 from dmv_fast.truncation import bn_inputs
 
 TRUNCATION = 0.4
+#: A repetition during which other processes used more than this many cores is dropped.
+MAX_FOREIGN_CPU = 0.15
 
 
 def trajectory_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +82,32 @@ def profile_ops(path: Path, noise, classes, threads: int) -> dict[str, float]:
     return {op: round(100 * us / total, 1) for op, us in ranked[:12]}
 
 
-def bench_resolution(res: int, batch: int, threads: int, reps: int, profile: bool) -> dict:
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def timed(fn) -> tuple[float, float]:
+    """Wall seconds of ``fn()`` and the CPU other processes used meanwhile (in cores).
+
+    The whole machine's busy time (/proc/stat) minus this process's own CPU time: on a
+    shared machine a repetition that overlapped someone else's work is not a measurement.
+    """
+    busy0, _ = _cpu_jiffies()
+    own0 = sum(os.times()[:2])
+    t0 = time.perf_counter()
+    fn()
+    wall = time.perf_counter() - t0
+    own = sum(os.times()[:2]) - own0
+    busy = (_cpu_jiffies()[0] - busy0) / os.sysconf("SC_CLK_TCK")
+    return wall, max(0.0, busy - own) / wall
+
+
+def bench_resolution(
+    res: int, batch: int, threads: int, reps: int, profile: bool, max_seconds: float = 180
+) -> dict:
     source = models.resolve_weights("random", res)
     started = time.perf_counter()
     model, _ = load_model(source)
@@ -99,16 +126,20 @@ def bench_resolution(res: int, batch: int, threads: int, reps: int, profile: boo
     max_diff = int(np.abs(ours.astype(np.int16) - ref.astype(np.int16)).max())
     fp16 = Generator(path16, backend="cpu", threads=threads).generate(noise, classes, TRUNCATION)
 
-    ort_s, torch_s = [], []
-    for _ in range(reps):  # alternate, so load changes hit both engines alike
-        t = time.perf_counter()
-        gen.generate(noise, classes, TRUNCATION)
-        ort_s.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        torch_frames(model, noise, classes)
-        torch_s.append(time.perf_counter() - t)
-    # Headline: the best repetition of each engine (timeit's rule: on a shared machine the
-    # minimum is the run least disturbed by other processes); medians are kept beside it.
+    ort_s, torch_s, dropped = [], [], 0
+    deadline = time.monotonic() + max_seconds
+    while min(len(ort_s), len(torch_s)) < reps and time.monotonic() < deadline:
+        # Alternate the engines; keep a pair only if no other process used the CPU meanwhile.
+        t_ort, busy_ort = timed(lambda: gen.generate(noise, classes, TRUNCATION))
+        t_torch, busy_torch = timed(lambda: torch_frames(model, noise, classes))
+        if max(busy_ort, busy_torch) > MAX_FOREIGN_CPU:
+            dropped += 1
+            continue
+        ort_s.append(t_ort)
+        torch_s.append(t_torch)
+    if not ort_s:
+        raise RuntimeError(f"the machine was never quiet for {max_seconds} s: no clean timing")
+    # Headline: the best clean repetition of each engine (timeit's rule); medians beside it.
     ort_fps = batch / min(ort_s)
     torch_fps = batch / min(torch_s)
     median_speedup = statistics.median(torch_s) / statistics.median(ort_s)
@@ -116,7 +147,8 @@ def bench_resolution(res: int, batch: int, threads: int, reps: int, profile: boo
         "resolution": res,
         "batch": batch,
         "threads": threads,
-        "reps": reps,
+        "reps": len(ort_s),
+        "reps_dropped_for_foreign_load": dropped,
         "ort_fps": round(ort_fps, 3),
         "torch_fps": round(torch_fps, 3),
         "speedup": round(ort_fps / torch_fps, 3),
@@ -149,19 +181,19 @@ def write_markdown(payload: dict, path: Path) -> None:
         "# Generator on the CPU: ONNX Runtime vs pytorch-pretrained-biggan",
         "",
         f"{payload['cpu']}, {payload['threads']} threads for both engines, random weights, "
-        f"truncation {TRUNCATION}; best of {payload['reps']} alternating "
-        f"repetitions in one run ({payload['date']}, load average before the run "
-        f"{payload['load_average'][0]:.2f}). Ratios only: absolute times on a shared 2-core "
-        "machine are not worth quoting.",
+        f"truncation {TRUNCATION}; best of up to {payload['reps']} alternating repetitions "
+        f"in one run ({payload['date']}), keeping only repetitions during which other "
+        f"processes used less than {MAX_FOREIGN_CPU} of a core (read from /proc/stat). "
+        "Ratios only: absolute times on a shared 2-core machine are not worth quoting.",
         "",
         "| resolution | batch | ORT fp32 frames/s | PyTorch eager frames/s | speed-up (best) "
-        "| speed-up (median) | max pixel diff | fp16 vs fp32 PSNR |",
-        "|---|---|---|---|---|---|---|---|",
+        "| speed-up (median) | clean reps | max pixel diff | fp16 vs fp32 PSNR |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in payload["results"]:
         lines.append(
             f"| {r['resolution']} | {r['batch']} | {r['ort_fps']:.2f} | {r['torch_fps']:.2f} | "
-            f"{r['speedup']:.2f}x | {r['speedup_median']:.2f}x | "
+            f"{r['speedup']:.2f}x | {r['speedup_median']:.2f}x | {r['reps']} | "
             f"{r['max_pixel_diff_vs_torch']} | {r['fp16_psnr_vs_fp32_db']:.1f} dB |"
         )
     for r in payload["results"]:
@@ -189,13 +221,18 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--profile", action="store_true", help="ORT time per operator type")
+    parser.add_argument(
+        "--max-seconds", type=float, default=120, help="per configuration, waiting for quiet"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
     results = []
     for res in (int(r) for r in args.resolutions.split(",")):
         for batch in (int(b) for b in args.batches.split(",")):
-            r = bench_resolution(res, batch, args.threads, args.reps, args.profile)
+            r = bench_resolution(
+                res, batch, args.threads, args.reps, args.profile, args.max_seconds
+            )
             results.append(r)
             print(
                 f"{res} px, batch {batch}: ORT {r['ort_fps']:.2f} frames/s, PyTorch "

@@ -114,6 +114,7 @@ def environment() -> dict[str, Any]:
         psutil = None
 
     gpus = nvidia_gpus()
+    affinity: int | None
     try:
         affinity = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -221,6 +222,44 @@ class PeakRSS:
             if self._thread is not None:
                 self._thread.join()
             self.peak_mb = round(self._peak / 2**20, 1)
+
+
+def busy_cpu_s() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (``None`` without psutil)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    t = psutil.cpu_times()
+    return sum(getattr(t, name, 0.0) for name in ("user", "system", "nice", "irq", "softirq"))
+
+
+class OtherLoad:
+    """Cores kept busy by other processes while the ``with`` block runs (``.cores``).
+
+    Timings on a shared machine are only as good as the machine was quiet: this says how
+    quiet it was. Own CPU time is this process's (all threads) plus its waited-for children.
+    """
+
+    def __init__(self) -> None:
+        self.cores: float | None = None
+
+    @staticmethod
+    def _own() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def __enter__(self) -> OtherLoad:
+        self._busy, self._own0, self._t0 = busy_cpu_s(), self._own(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy = busy_cpu_s()
+        wall = time.perf_counter() - self._t0
+        if busy is None or self._busy is None or wall <= 0:
+            return
+        other = (busy - self._busy) - (self._own() - self._own0)
+        self.cores = round(max(0.0, other) / wall, 2)
 
 
 def gpu_memory_mb(pid: int | None = None) -> float | None:
@@ -578,13 +617,14 @@ def measure_row(
                 call, info = torch_backend(resolution, batch)
             else:
                 call, info = ort_backend(resolution, batch, *spec)
-            times = time_calls(
-                call,
-                batch,
-                seconds,
-                seed=resolution * 1000 + batch,
-                synchronize=info.get("synchronize"),
-            )
+            with OtherLoad() as load:
+                times = time_calls(
+                    call,
+                    batch,
+                    seconds,
+                    seed=resolution * 1000 + batch,
+                    synchronize=info.get("synchronize"),
+                )
         row["providers"] = info.get("providers")
         row["precision"] = info.get("precision")
         if "load_s" in info:
@@ -596,6 +636,7 @@ def measure_row(
             call_ms_p99=round(1000 * percentile(times, 99), 3),
             calls=len(times),
             peak_rss_mb=rss.peak_mb,
+            other_cores_busy=load.cores,
         )
         gpu_mem = info.get("gpu_memory")
         row["gpu_mem_mb"] = gpu_mem() if gpu_mem is not None else None
@@ -694,8 +735,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The measured rows as a markdown table; skipped rows are grouped by backend and reason."""
     lines = [
         "| backend | res | batch | frames/s | call p50 ms | call p99 ms | peak RSS MiB "
-        "| GPU MiB | e2e × real time | e2e song s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| GPU MiB | e2e × real time | e2e song s | other jobs' cores |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     skipped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
@@ -713,13 +754,14 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f"| {row['backend']} | {row['resolution']} | {row['batch_size']} "
             f"| {_fmt(row['frames_per_s'], 2)} | {_fmt(row['call_ms_p50'])} "
             f"| {_fmt(row['call_ms_p99'])} | {_fmt(row['peak_rss_mb'], 0)} "
-            f"| {_fmt(row.get('gpu_mem_mb'), 0)} | {rtf_text} | {_fmt(e2e.get('audio_s'))} |"
+            f"| {_fmt(row.get('gpu_mem_mb'), 0)} | {rtf_text} | {_fmt(e2e.get('audio_s'))} "
+            f"| {_fmt(row.get('other_cores_busy'), 2)} |"
         )
     for (backend, reason), group in skipped.items():
         res = ",".join(str(r) for r in dict.fromkeys(g["resolution"] for g in group))
         batch = ",".join(str(b) for b in dict.fromkeys(g["batch_size"] for g in group))
         reason = reason.replace("|", "/")
-        lines.append(f"| {backend} | {res} | {batch} | {reason} |||||||")
+        lines.append(f"| {backend} | {res} | {batch} | {reason} ||||||||")
     return "\n".join(lines) + "\n"
 
 
@@ -944,7 +986,9 @@ def run_bench(
         " frames/s = batch / median call time after warm-up; call p50/p99 = latency of one call"
         " at that batch (the batch-1 rows give the batch-1 latency); peak RSS of the process"
         " that measured the row; e2e = `dmv_fast.pipeline.render` of a synthesized song with"
-        " libx264, in seconds of video per second of wall time. The torch rows include the"
+        " libx264, in seconds of video per second of wall time; other jobs' cores = CPU"
+        " cores kept busy by other processes during the timed calls (a timing is only as good"
+        " as the machine was quiet). The torch rows include the"
         " original's per-frame uint8 conversion in NumPy; the ONNX graphs make uint8 inside.\n\n"
     )
     (out / "bench.md").write_text(header + table)

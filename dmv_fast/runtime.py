@@ -146,8 +146,9 @@ class Generator:
 
     # -- session --------------------------------------------------------------------------
 
-    def _requested(self, available: list[str], precision: str, cuda_graph: bool,
-                   extra: dict[str, Any]) -> list[Any]:  # fmt: skip
+    def _requested(
+        self, available: list[str], precision: str, cuda_graph: bool, extra: dict[str, Any]
+    ) -> list[Any]:
         import onnxruntime as ort
 
         from dmv_fast.models import cache_dir
@@ -173,7 +174,7 @@ class Generator:
                 trt_cache.mkdir(parents=True, exist_ok=True)
                 options = {
                     "device_id": self.device_id,
-                    "trt_fp16_enable": precision != "fp32",
+                    "trt_fp16_enable": precision == "fp16",
                     "trt_engine_cache_enable": True,
                     "trt_engine_cache_path": str(trt_cache),
                     "trt_timing_cache_enable": True,

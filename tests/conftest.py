@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,3 +95,12 @@ def song_wav(make_song: Callable[..., Path]) -> Path:
 def real_song() -> Path:
     """8.9 s of real CC0 music jingles (Ogg Vorbis, 44100 Hz mono); see tests/data/README.md."""
     return DATA / "kenney_jingles.ogg"
+
+
+@pytest.fixture(autouse=True)
+def _restore_dmv_fast_logger():
+    """The CLI configures the ``dmv_fast`` logger for a terminal; undo it after each test."""
+    log = logging.getLogger("dmv_fast")
+    saved = (list(log.handlers), log.level, log.propagate)
+    yield
+    log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 #: Bump when the graph changes: cached graphs of another version are rebuilt.
-EXPORTER_VERSION = "1"
+EXPORTER_VERSION = "2"
 
 __all__ = ["EXPORTER_VERSION", "export_model"]
 
