@@ -22,7 +22,18 @@ _EXPORTS = {
     "render": "dmv_fast.pipeline",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "AudioFeatures",
+    "Generator",
+    "RenderOptions",
+    "Vectors",
+    "Visualizer",
+    "__version__",
+    "analyze",
+    "compute_vectors",
+    "render",
+]
+assert set(__all__) == {"__version__", *_EXPORTS}
 
 if TYPE_CHECKING:  # pragma: no cover
     from dmv_fast.audio import AudioFeatures, analyze

@@ -181,7 +181,6 @@ def rgb_to_nv12(frame: np.ndarray) -> np.ndarray:
 def yuv420p_to_nv12(frame: np.ndarray) -> np.ndarray:
     """Planar YUV 4:2:0 ``[H * 3 // 2, W]`` (PyAV's yuv420p layout) to NV12, same shape."""
     h = frame.shape[0] * 2 // 3
-    w = frame.shape[1]
     u = frame[h : h + h // 4].reshape(-1)
     v = frame[h + h // 4 :].reshape(-1)
     out = np.empty_like(frame)

@@ -188,11 +188,25 @@ class Visualizer:
                 pixels=self.pixels,
                 progress=lambda done, total: self._progress("export", done, total),
             )
-            self._generator = Generator(path, backend=self.backend, threads=self.threads)
+            # On a GPU the graph also emits YUV 4:2:0 planes for the encoder (no CPU colour
+            # conversion left); on the CPU the conversion costs the same either way.
+            self._generator = Generator(
+                path, backend=self.backend, threads=self.threads, yuv420=runs_on_gpu(self.backend)
+            )
         return self._generator
 
+    @property
+    def encoder_format(self) -> str:
+        """The pixel format the render path hands the encoder: ``yuv420p`` when the graph
+        makes the planes (GPU), else ``rgb24``."""
+        return "yuv420p" if self.generator.yuv420 else "rgb24"
+
     def frames(
-        self, noise: np.ndarray, class_vectors: np.ndarray, truncation: float
+        self,
+        noise: np.ndarray,
+        class_vectors: np.ndarray,
+        truncation: float,
+        pixel_format: str = "rgb24",
     ) -> Iterator[np.ndarray]:
         """Lazily generate frames, one batch at a time.
 
@@ -200,15 +214,21 @@ class Visualizer:
             noise: ``np.ndarray [shape=(n_frames, 128)]`` float32 noise vectors.
             class_vectors: ``np.ndarray [shape=(n_frames, 1000)]`` float32 class vectors.
             truncation: BigGAN truncation in (0, 1].
+            pixel_format: ``"rgb24"``, or ``"yuv420p"`` when :attr:`encoder_format` says the
+                graph makes the planes.
 
         Yields:
-            ``np.ndarray [shape=(b, H, W, 3)]`` uint8 RGB batches (``b <= batch_size``).
+            ``np.ndarray [shape=(b, H, W, 3)]`` uint8 RGB batches (``b <= batch_size``), or
+            ``[shape=(b, H * 3 // 2, W)]`` YUV 4:2:0 planes.
         """
         gen = self.generator
         step = gen.batch_size
         for start in range(0, len(noise), step):
             yield gen.generate(
-                noise[start : start + step], class_vectors[start : start + step], truncation
+                noise[start : start + step],
+                class_vectors[start : start + step],
+                truncation,
+                pixel_format=pixel_format,
             )
 
     def render(self, options: RenderOptions, *, overwrite: bool = False) -> RenderResult:
@@ -328,14 +348,16 @@ def _render(
         )
     else:
         providers = list(vis.generator.providers)
+        fmt = vis.encoder_format
         encoder = _encode(
-            vis.frames(noise, class_vectors, options.truncation),
+            vis.frames(noise, class_vectors, options.truncation, pixel_format=fmt),
             options,
             n_frames,
             output,
             overwrite,
             progress,
             stage="render",
+            pixel_format=fmt,
         )
     timings["render" if store is None else "encode"] = time.perf_counter() - t0
 
@@ -449,14 +471,22 @@ def _encode(
     overwrite: bool,
     progress: ProgressCallback,
     stage: str = "encode",
+    pixel_format: str = "rgb24",
 ) -> str:
-    """Encode ``batches`` (exactly ``n_frames`` frames) with the song's audio into ``output``."""
+    """Encode ``batches`` (exactly ``n_frames`` frames) with the song's audio into ``output``.
+
+    ``batches`` hold RGB ``[b, H, W, 3]`` or, for ``pixel_format="yuv420p"``, planes
+    ``[b, H * 3 // 2, W]``.
+    """
     from dmv_fast.encode import VideoWriter
 
     first = next(batches, None)
     if first is None:
         raise RuntimeError("no frames to encode")
-    height, width = first.shape[1:3]
+    if pixel_format == "yuv420p":
+        height, width = first.shape[1] * 2 // 3, first.shape[2]
+    else:
+        height, width = first.shape[1:3]
     batches = itertools.chain([first], batches)
     with VideoWriter(
         output,
@@ -468,6 +498,7 @@ def _encode(
         crf=options.crf,
         preset=options.preset,
         overwrite=overwrite,
+        pixel_format=pixel_format,
     ) as writer:
         _run_overlapped(
             batches, lambda _i, batch: writer.write(batch), n_frames, 0, progress, stage

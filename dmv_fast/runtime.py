@@ -90,6 +90,9 @@ class Generator:
         cuda_graph: capture the run in a CUDA graph (CUDA/TensorRT providers; every node must
             run on the GPU).
         provider_options: extra options merged into the GPU provider's options.
+        yuv420: also make planar YUV 4:2:0 frames inside the graph (see
+            :mod:`dmv_fast.yuv`), so that ``generate(..., pixel_format="yuv420p")`` hands the
+            encoder ready planes and no colour conversion is left for the CPU.
 
     Raises:
         ValueError: bad backend or model. RuntimeError: an explicitly requested GPU backend
@@ -109,6 +112,7 @@ class Generator:
         device_id: int = 0,
         cuda_graph: bool = False,
         provider_options: dict[str, Any] | None = None,
+        yuv420: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -135,6 +139,7 @@ class Generator:
                     f"{', '.join(models.PRETRAINED)}"
                 )
         self.model_path = Path(path)
+        self.yuv420 = bool(yuv420)
         self.backend = backend
         self.device_id = device_id
         self._lock = threading.Lock()
@@ -211,7 +216,14 @@ class Generator:
         precision = self._graph_precision(available)
         requested = self._requested(available, precision, cuda_graph, extra)
         try:
-            session = ort.InferenceSession(os.fspath(self.model_path), options, providers=requested)
+            source: Any = os.fspath(self.model_path)
+            if self.yuv420:
+                import onnx
+
+                from dmv_fast.yuv import append_yuv420
+
+                source = append_yuv420(onnx.load(source), keep_rgb=True).SerializeToString()
+            session = ort.InferenceSession(source, options, providers=requested)
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RuntimeError(
@@ -280,7 +292,7 @@ class Generator:
         inputs = {i.name: i for i in session.get_inputs()}
         missing = [n for n in _INPUTS if n not in inputs]
         outputs = session.get_outputs()
-        if missing or len(outputs) != 1:
+        if missing or len(outputs) != 1 + self.yuv420:
             raise ValueError(
                 f"{self.model_path.name} is not a dmv-fast generator graph "
                 f"(missing inputs {missing}, {len(outputs)} outputs)"
@@ -293,6 +305,10 @@ class Generator:
         self.metadata: dict[str, str] = meta
         self._output_name = outputs[0].name
         self._out_shape = tuple(int(d) for d in out_shape)
+        # Output name and shape per pixel format.
+        self._outputs = {"rgb24": (outputs[0].name, self._out_shape)}
+        if self.yuv420:
+            self._outputs["yuv420p"] = (outputs[1].name, tuple(int(d) for d in outputs[1].shape))
         self.batch_size: int = int(batch)
         self.resolution: int = int(out_shape[1])
         self.precision: str = meta.get("dmv_fast.precision", "unknown")
@@ -316,37 +332,50 @@ class Generator:
             value = ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, "cuda", self.device_id)
             io.bind_ortvalue_input(name, value)
             self._device_inputs[name] = value
-        self._device_output = ort.OrtValue.ortvalue_from_shape_and_type(
-            self._out_shape, np.uint8, "cuda", self.device_id
-        )
-        io.bind_ortvalue_output(self._output_name, self._device_output)
+        self._device_outputs = {}
+        for fmt, (name, shape) in self._outputs.items():
+            value = ort.OrtValue.ortvalue_from_shape_and_type(
+                shape, np.uint8, "cuda", self.device_id
+            )
+            io.bind_ortvalue_output(name, value)
+            self._device_outputs[fmt] = value
         self._io = io
 
     # -- inference ------------------------------------------------------------------------
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def _run(self, feeds: dict[str, np.ndarray], fmt: str) -> np.ndarray:
         if self._io is None:
-            return self._session.run([self._output_name], feeds)[0]
+            return self._session.run([self._outputs[fmt][0]], feeds)[0]
         for name, value in feeds.items():
             self._device_inputs[name].update_inplace(value)
         self._session.run_with_iobinding(self._io)
-        return self._device_output.numpy()
+        return self._device_outputs[fmt].numpy()  # only the wanted format crosses to the host
 
-    def generate(self, noise: Any, classes: Any, truncation: float) -> np.ndarray:
+    def generate(
+        self, noise: Any, classes: Any, truncation: float, pixel_format: str = "rgb24"
+    ) -> np.ndarray:
         """Generate frames.
 
         Args:
             noise: ``np.ndarray [shape=(B, 128)]`` float noise vectors (finite).
             classes: ``np.ndarray [shape=(B, 1000)]`` float class vectors (finite).
             truncation: BigGAN truncation in (0, 1].
+            pixel_format: ``"rgb24"``, or ``"yuv420p"`` on a generator made with
+                ``yuv420=True``.
 
         Returns:
-            ``np.ndarray [shape=(B, H, W, 3)]`` uint8 RGB frames, ``H = W = resolution``.
+            ``np.ndarray [shape=(B, H, W, 3)]`` uint8 RGB frames, ``H = W = resolution``;
+            for ``"yuv420p"``: ``[shape=(B, H * 3 // 2, W)]`` planes (PyAV's layout).
             Any ``B``: batches are run at the graph's static batch size, the last one padded.
 
         Raises:
             ValueError: bad shapes, dtypes, non-finite values or truncation.
         """
+        if pixel_format not in self._outputs:
+            raise ValueError(
+                f"pixel_format must be one of {', '.join(self._outputs)} for this generator, "
+                f"got {pixel_format!r}"
+            )
         idx, weights = bn_inputs(truncation)
         noise = _check_batch(noise, NOISE_DIM, "noise")
         classes = _check_batch(classes, N_CLASSES, "classes")
@@ -356,7 +385,7 @@ class Generator:
                 f"{len(classes)}"
             )
         n, b = len(noise), self.batch_size
-        out = np.empty((n, *self._out_shape[1:]), dtype=np.uint8)
+        out = np.empty((n, *self._outputs[pixel_format][1][1:]), dtype=np.uint8)
         with self._lock:
             for start in range(0, n, b):
                 stop = min(start + b, n)
@@ -365,7 +394,8 @@ class Generator:
                     pad = b - (stop - start)
                     z = np.concatenate([z, np.zeros((pad, NOISE_DIM), np.float32)])
                     c = np.concatenate([c, np.zeros((pad, N_CLASSES), np.float32)])
-                frames = self._run({"noise": z, "classes": c, "bn_idx": idx, "bn_w": weights})
+                feeds = {"noise": z, "classes": c, "bn_idx": idx, "bn_w": weights}
+                frames = self._run(feeds, pixel_format)
                 out[start:stop] = frames[: stop - start]
         return out
 

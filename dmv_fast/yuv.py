@@ -47,15 +47,19 @@ def rgb_to_yuv420(frames: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
 
 
-def append_yuv420(model, rgb_output: str | None = None, name: str = "yuv420"):
+def append_yuv420(
+    model, rgb_output: str | None = None, name: str = "yuv420", *, keep_rgb: bool = False
+):
     """Append the conversion to an ONNX model whose output is uint8 ``[B, H, W, 3]``.
 
-    The RGB output is replaced by ``name``: uint8 ``[B, H * 3 // 2, W]``. Shapes must be
-    static (they are: the exported graphs have a fixed batch and size).
+    Adds the output ``name``: uint8 ``[B, H * 3 // 2, W]``; the RGB output is removed unless
+    ``keep_rgb``. Shapes must be static (they are: the exported graphs have a fixed batch and
+    size).
 
     Args:
         model: ``onnx.ModelProto``.
-        rgb_output: the RGB output's name (default: the model's only output).
+        rgb_output: the RGB output's name (default: the model's first output).
+        keep_rgb: keep the RGB output beside the new one.
 
     Returns:
         A new ``onnx.ModelProto``.
@@ -109,7 +113,8 @@ def append_yuv420(model, rgb_output: str | None = None, name: str = "yuv420"):
         helper.make_node("Cast", [p + "cl"], [name], to=TensorProto.UINT8),
     ]
     graph.node.extend(nodes)
-    graph.output.remove(out)
+    if not keep_rgb:
+        graph.output.remove(out)
     graph.output.append(helper.make_tensor_value_info(name, TensorProto.UINT8, [b, h * 3 // 2, w]))
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if opset < 18:  # ReduceMean takes its axes as an input from opset 18

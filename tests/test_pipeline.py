@@ -127,8 +127,9 @@ def test_duration_renders_a_prefix_of_the_full_video(tmp_path, tiny_weights):
     short_rec = np.load(tmp_path / "short.dmv.npz")
     np.testing.assert_array_equal(full_rec["noise_vectors"], short_rec["noise_vectors"])
     # x264 at the same settings: the decoded prefix matches closely.
-    diff = np.abs(np.stack(a["frames"][: short.frames]).astype(int)
-                  - np.stack(b["frames"]).astype(int))
+    diff = np.abs(
+        np.stack(a["frames"][: short.frames]).astype(int) - np.stack(b["frames"]).astype(int)
+    )
     assert diff.mean() < 2
 
 
@@ -143,7 +144,9 @@ def test_use_previous_vectors_reproduces_the_video(tmp_path, tiny_weights):
     assert again.frames > first.frames
 
 
-def test_interrupt_leaves_no_partial_video_and_use_disk_resumes(tmp_path, tiny_weights, monkeypatch):
+def test_interrupt_leaves_no_partial_video_and_use_disk_resumes(
+    tmp_path, tiny_weights, monkeypatch
+):
     from dmv_fast import runtime
 
     song = _song(tmp_path / "song.wav", 3.0, 22050, 1)
@@ -239,3 +242,27 @@ def test_sigint_in_a_cli_render_exits_cleanly(tmp_path, tiny_weights, monkeypatc
     assert "interrupted" in result.output
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+def test_planes_made_in_the_graph_give_the_same_video(tmp_path, tiny_weights, monkeypatch):
+    """The GPU path (YUV 4:2:0 made inside the graph), exercised on the CPU provider."""
+    from dmv_fast import pipeline
+
+    song = _song(tmp_path / "song.wav", 2.0, 22050, 1)
+    plain = render(_opts(song, tmp_path / "rgb.mp4", tiny_weights, crf=0))
+    monkeypatch.setattr(pipeline, "runs_on_gpu", lambda backend: True)
+    vis = pipeline.Visualizer.from_options(_opts(song, tmp_path / "yuv.mp4", tiny_weights))
+    assert vis.encoder_format == "yuv420p"
+    planes = render(_opts(song, tmp_path / "yuv.mp4", tiny_weights, crf=0), visualizer=vis)
+    assert planes.frames == plain.frames
+
+    def planes_of(path):
+        with av.open(str(path)) as c:
+            return np.stack([f.to_ndarray(format="yuv420p") for f in c.decode(video=0)])
+
+    a = planes_of(tmp_path / "rgb.mp4").astype(int)
+    b = planes_of(tmp_path / "yuv.mp4").astype(int)
+    assert a.shape == b.shape == (plain.frames, 192, 128)
+    # Luma is the same matrix product (FFmpeg rounds in fixed point); chroma filters differ.
+    assert np.abs(a[:, :128] - b[:, :128]).max() <= 1
+    assert np.abs(a[:, 128:] - b[:, 128:]).mean() < 3

@@ -371,3 +371,33 @@ def test_offline_without_cached_weights_is_a_one_line_error(tmp_path, monkeypatc
     assert "could not download biggan-deep-256" in message and "--weights random" in message
     assert "\n" not in message
     assert not list(Path(tmp_path).rglob("*.onnx"))
+
+
+# -- frames in the encoder's format ------------------------------------------------------------
+
+
+def test_yuv420_planes_from_the_graph_equal_the_host_conversion(graph, gen):
+    from dmv_fast.yuv import rgb_to_yuv420
+
+    both = Generator(graph, backend="cpu", threads=2, yuv420=True)
+    noise, classes = inputs(4, seed=9)
+    rgb = both.generate(noise, classes, 0.7)
+    yuv = both.generate(noise, classes, 0.7, pixel_format="yuv420p")
+    r = both.resolution
+    assert yuv.shape == (4, r * 3 // 2, r) and yuv.dtype == np.uint8
+    np.testing.assert_array_equal(rgb, gen.generate(noise, classes, 0.7))
+    np.testing.assert_array_equal(yuv, rgb_to_yuv420(rgb))
+    with pytest.raises(ValueError, match="pixel_format"):
+        gen.generate(noise, classes, 0.7, pixel_format="yuv420p")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs onnxruntime-gpu and an NVIDIA GPU")
+def test_cuda_yuv420_planes_match_the_cpu(graph, gen):
+    from dmv_fast.yuv import rgb_to_yuv420
+
+    cuda = Generator(graph, backend="cuda", yuv420=True)
+    noise, classes = inputs(5, seed=10)
+    yuv = cuda.generate(noise, classes, 0.5, pixel_format="yuv420p")
+    ref = rgb_to_yuv420(gen.generate(noise, classes, 0.5)).astype(int)
+    assert np.abs(yuv.astype(int) - ref).max() <= 3
