@@ -7,6 +7,7 @@ import logging
 import sys
 from enum import Enum
 from pathlib import Path
+from types import TracebackType
 from typing import Annotated, Any
 
 import typer
@@ -161,8 +162,13 @@ class _Progress:
         self._progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._progress.__exit__(*exc)
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.__exit__(exc_type, exc, tb)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         task = self._tasks.get(stage)

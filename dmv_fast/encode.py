@@ -543,17 +543,17 @@ class VideoWriter:
             raise ValueError(
                 f"audio_start must be a finite number of seconds >= 0; got {audio_start!r}"
             )
-        self._format = _check_destination(self.path, overwrite)
-        self.audio = Path(audio) if audio is not None else None
-        self._audio_plan = None
+        self._format: str = _check_destination(self.path, overwrite)
+        self.audio: Path | None = Path(audio) if audio is not None else None
+        self._audio_plan: _AudioPlan | None = None
         if self.audio is not None:
             if not self.audio.is_file():
                 raise ValueError(f"audio file {str(self.audio)!r} does not exist")
             self._audio_plan = _plan_audio(self.audio)
-        self._audio_start = float(audio_start)
-        self._device_frames = bool(device_frames)
-        self._requested = encoder
-        self._config = EncoderConfig("x264", int(crf), preset, int(threads))
+        self._audio_start: float = float(audio_start)
+        self._device_frames: bool = bool(device_frames)
+        self._requested: str = encoder
+        self._config: EncoderConfig = EncoderConfig("x264", int(crf), preset, int(threads))
         self._nvc: ModuleType | None = None
         if encoder != "x264":
             ok, reason = probe_nvenc()
@@ -571,7 +571,7 @@ class VideoWriter:
         self._container: Any = None
         self._video: Any = None
         self._audio: _AudioTrack | None = None
-        self._state = "new"  # new -> open -> closed
+        self._state: str = "new"  # new -> open -> closed
 
     # -- public API ------------------------------------------------------------------
 
