@@ -776,9 +776,11 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path | None:
         logger.warning("matplotlib is not installed: no plot written (pip install matplotlib)")
         return None
     ok = [r for r in rows if r["status"] == "ok"]
-    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    backends = list(dict.fromkeys(r["backend"] for r in ok))
+    missing = [b for b in dict.fromkeys(r["backend"] for r in rows) if b not in backends]
     resolutions = sorted({r["resolution"] for r in rows})
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(resolutions) * max(1, len(backends)) / 2, 4))
+    width_in = min(14.0, 2.5 + 0.6 * len(resolutions) * max(1, len(backends)))
+    fig, ax = plt.subplots(figsize=(width_in, 4))
     width = 0.8 / max(1, len(backends))
     for k, backend in enumerate(backends):
         xs, ys, labels = [], [], []
@@ -804,7 +806,10 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> Path | None:
     if any(r["frames_per_s"] > 0 for r in ok):
         ax.set_yscale("log")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+    if backends:
+        ax.legend(fontsize=8)
+    if missing:
+        ax.set_xlabel("not run here: " + ", ".join(missing), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -977,23 +982,34 @@ def run_bench(
     (out / "bench.json").write_text(
         json.dumps({"environment": env, "settings": settings, "rows": rows}, indent=2) + "\n"
     )
+    (out / "bench.md").write_text(report_header(env, settings) + table)
+    plot(rows, out / "bench.png", f"dmv-fast bench: {env['device']} / {env['cpu']}")
+    return table
+
+
+def report_header(env: dict[str, Any], settings: dict[str, Any]) -> str:
+    """The title, machine and method lines above the table in ``bench.md``."""
     v = env["versions"]
-    header = (
+    command = (
+        f"dmv-fast bench --resolutions {','.join(map(str, settings['resolutions']))}"
+        f" --batch-sizes {','.join(map(str, settings['batch_sizes']))}"
+        f" --backends {','.join(settings['backends'])} --seconds {settings['seconds']:g}"
+        f" --song-seconds {settings['song_seconds']:g}"
+    )
+    return (
         f"# dmv-fast bench\n\n{env['date']} · {env['device']} · {env['cpu']} "
         f"({env['cores_usable']} cores usable, load {env['load_average_1m']}) · "
         f"onnxruntime {v['onnxruntime']} · torch {v['torch']} · numpy {v['numpy']}\n\n"
+        f"Reproduce: `{command}`\n\n"
         "Random weights (same cost as pretrained), truncation 1.0, fresh random inputs per call;"
         " frames/s = batch / median call time after warm-up; call p50/p99 = latency of one call"
         " at that batch (the batch-1 rows give the batch-1 latency); peak RSS of the process"
         " that measured the row; e2e = `dmv_fast.pipeline.render` of a synthesized song with"
         " libx264, in seconds of video per second of wall time; other jobs' cores = CPU"
         " cores kept busy by other processes during the timed calls (a timing is only as good"
-        " as the machine was quiet). The torch rows include the"
-        " original's per-frame uint8 conversion in NumPy; the ONNX graphs make uint8 inside.\n\n"
+        " as the machine was quiet). The torch rows include the original's per-frame uint8"
+        " conversion in NumPy; the ONNX graphs make uint8 inside.\n\n"
     )
-    (out / "bench.md").write_text(header + table)
-    plot(rows, out / "bench.png", f"dmv-fast bench: {env['device']} / {env['cpu']}")
-    return table
 
 
 def _grid(plan: _Plan) -> Iterator[tuple[str, int, int]]:
