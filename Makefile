@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.dmv-fast-installed
 
-.PHONY: setup demo test test-gpu bench lint clean
+.PHONY: setup demo test test-gpu bench lint clean gpu-check
 
 setup: $(STAMP)
 
@@ -40,3 +40,12 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache
+
+# On a GPU server (NVIDIA driver, CUDA 13 + cuDNN 9 for onnxruntime-gpu 1.31+): the GPU
+# checks and timings in one command, results under benchmarks/results/gpu/.
+gpu-check:
+	$(PYTHON) -m venv .venv-gpu
+	.venv-gpu/bin/python -m pip install -q --upgrade pip
+	.venv-gpu/bin/python -m pip install -q "$(TORCH)"
+	.venv-gpu/bin/python -m pip install -q -e ".[gpu,export,dev]"
+	.venv-gpu/bin/python benchmarks/gpu_check.py benchmarks/results/gpu

@@ -282,7 +282,6 @@ def _render(
     timings["analysis"] = time.perf_counter() - t0
 
     folder = frames_folder(output)
-    store = None
     if options.use_disk or options.save_only:
         # A rerun without --seed adopts the seed of the frames already on disk.
         recorded = FrameStore.read_manifest(folder)
@@ -302,51 +301,14 @@ def _render(
     noise = np.ascontiguousarray(vectors.noise[:n_frames], dtype=np.float32)
     class_vectors = np.ascontiguousarray(vectors.class_vectors[:n_frames], dtype=np.float32)
 
+    store = None
     if options.use_disk or options.save_only:
         manifest = _frames_manifest(options, song, vectors.seed, noise, class_vectors)
         store = FrameStore.open(folder, manifest, create=not options.save_only)
 
     t0 = time.perf_counter()
     providers: list[str] = []
-    if options.save_only:
-        assert store is not None
-        missing = n_frames - store.complete_frames()
-        if missing > 0:
-            raise ValueError(
-                f"frames folder {str(folder)!r} holds {n_frames - missing} of {n_frames} frames;"
-                " render them first with -d"
-            )
-        encoder = _encode(
-            store.iter_batches(0, n_frames, vis.batch_size),
-            options,
-            n_frames,
-            output,
-            overwrite,
-            progress,
-        )
-    elif store is not None:
-        providers = list(vis.generator.providers)
-        start = store.complete_frames()
-        if start:
-            logger.info("resuming from frame %d of %d in %s", start, n_frames, folder)
-        _run_overlapped(
-            vis.frames(noise[start:], class_vectors[start:], options.truncation),
-            lambda i, batch: store.write(start + i, batch),
-            n_frames,
-            start,
-            progress,
-        )
-        timings["generate"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        encoder = _encode(
-            store.iter_batches(0, n_frames, vis.batch_size),
-            options,
-            n_frames,
-            output,
-            overwrite,
-            progress,
-        )
-    else:
+    if store is None:
         providers = list(vis.generator.providers)
         fmt = vis.encoder_format
         encoder = _encode(
@@ -358,6 +320,29 @@ def _render(
             progress,
             stage="render",
             pixel_format=fmt,
+        )
+    else:
+        if not options.save_only:  # -s: FrameStore.open has checked every frame is there
+            providers = list(vis.generator.providers)
+            start = store.complete_frames()
+            if start:
+                logger.info("resuming from frame %d of %d in %s", start, n_frames, folder)
+            _run_overlapped(
+                vis.frames(noise[start:], class_vectors[start:], options.truncation),
+                lambda i, batch: store.write(start + i, batch),
+                n_frames,
+                start,
+                progress,
+            )
+            timings["generate"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+        encoder = _encode(
+            store.iter_batches(0, n_frames, vis.batch_size),
+            options,
+            n_frames,
+            output,
+            overwrite,
+            progress,
         )
     timings["render" if store is None else "encode"] = time.perf_counter() - t0
 

@@ -215,6 +215,11 @@ class Generator:
         available = list(ort.get_available_providers())
         precision = self._graph_precision(available)
         requested = self._requested(available, precision, cuda_graph, extra)
+        if requested == [CPU]:
+            # The memory pattern preallocates every intermediate buffer of the batch at once:
+            # on the CPU it costs a fifth of the process's peak and gains no speed (128 px,
+            # batch 4: 596 vs 733 MiB, 22.9 vs 21.8 frames/s).
+            options.enable_mem_pattern = False
         try:
             source: Any = os.fspath(self.model_path)
             if self.yuv420:
