@@ -83,20 +83,28 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def nvidia_gpus() -> list[dict[str, str]]:
-    """Name, memory and driver of every NVIDIA GPU ``nvidia-smi`` lists (empty without one)."""
+def _nvidia_smi(*query: str) -> str | None:
+    """``nvidia-smi`` CSV output for ``query`` arguments; None without a working one."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
-        return []
+        return None
     try:
-        text = subprocess.run(
-            [exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+        return subprocess.run(
+            [exe, *query, "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
             timeout=30,
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def nvidia_gpus() -> list[dict[str, str]]:
+    """Name, memory (MiB) and driver of every NVIDIA GPU ``nvidia-smi`` lists (empty without
+    one)."""
+    text = _nvidia_smi("--query-gpu=name,memory.total,driver_version")
+    if text is None:
         return []
     gpus = []
     for line in text.strip().splitlines():
@@ -264,19 +272,9 @@ class OtherLoad:
 
 def gpu_memory_mb(pid: int | None = None) -> float | None:
     """GPU memory held by process ``pid`` (default: this one) per ``nvidia-smi``, in MiB."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return None
     pid = os.getpid() if pid is None else pid
-    try:
-        text = subprocess.run(
-            [exe, "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    text = _nvidia_smi("--query-compute-apps=pid,used_memory")
+    if text is None:
         return None
     used = 0.0
     found = False
