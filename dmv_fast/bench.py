@@ -646,15 +646,6 @@ def measure_row(
         row.update(status="failed", reason=_first_line(exc))
         logger.warning("%s %d px batch %d failed: %s", backend_name, resolution, batch, exc)
         return row
-    logger.info(
-        "%s %d px batch %d: %.2f frames/s, %.1f ms per call",
-        backend_name,
-        resolution,
-        batch,
-        row["frames_per_s"],
-        row["call_ms_p50"],
-    )
-
     row["e2e"] = _e2e_row(row, info, spec, song_seconds, seconds, songs, workdir)
     return row
 
@@ -851,6 +842,18 @@ def prepare_row(backend_name: str, resolution: int, batch: int) -> None:
         raise
 
 
+def _log_row(row: dict[str, Any]) -> None:
+    if row["status"] == "ok":
+        logger.info(
+            "%s %d px batch %d: %.2f frames/s, %.1f ms per call",
+            row["backend"],
+            row["resolution"],
+            row["batch_size"],
+            row["frames_per_s"],
+            row["call_ms_p50"],
+        )
+
+
 def _row_in_child(kwargs: dict[str, Any]) -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     return measure_row(**kwargs)
@@ -897,15 +900,6 @@ def measure_isolated(
             row = pool.submit(_row_in_child, kwargs).result()
     except concurrent.futures.process.BrokenProcessPool as exc:
         row = {**base, "status": "failed", "reason": f"the measuring process died: {exc}"}
-    if row["status"] == "ok":
-        logger.info(
-            "%s %d px batch %d: %.2f frames/s, %.1f ms per call",
-            backend_name,
-            resolution,
-            batch,
-            row["frames_per_s"],
-            row["call_ms_p50"],
-        )
     return row
 
 
@@ -963,6 +957,7 @@ def run_bench(
                     songs=songs,
                     workdir=Path(tmp),
                 )
+            _log_row(row)
             rows.append(row)
     table = markdown_table(rows)
     settings = {
