@@ -87,7 +87,7 @@ def test_every_cpu_result_records_the_sgemm_peak(bench_run):
     sgemm = data["environment"]["sgemm"]
     assert sgemm["gflops"] > 0 and "openblas_coretype" in sgemm
     cpu = {r["backend"]: r for r in data["rows"]}["ort-cpu"]
-    assert cpu["sgemm_gflops"] == sgemm["gflops"]
+    assert cpu["sgemm_gflops"] > 0  # measured again beside the row's own timed calls
     # A small model: its multiply-adds per frame are not the full model's, so no fraction.
     assert cpu["gmac_per_frame"] is None and cpu["sgemm_fraction"] is None
     assert "sgemm peak" in (out / "bench.md").read_text()
@@ -188,10 +188,10 @@ def test_time_calls_stops_after_the_budget_on_a_simulated_clock():
 
 def test_sgemm_peak_records_the_openblas_core_type(monkeypatch):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
-    peak = sgemm_peak.__wrapped__(n=64, repeats=2)
+    peak = sgemm_peak(n=64, repeats=2)
     assert peak["gflops"] > 0 and peak["openblas_coretype"] == "Haswell"
     monkeypatch.delenv("OPENBLAS_CORETYPE")
-    assert sgemm_peak.__wrapped__(n=64, repeats=1)["openblas_coretype"] is None
+    assert sgemm_peak(n=64, repeats=1)["openblas_coretype"] is None
     # 20 frames/s of 7.5 GMAC is 300 GFLOP/s: half of a 600 GFLOP/s peak.
     assert peak_fraction(20.0, 7.5, 600.0) == 0.5
 

@@ -200,7 +200,6 @@ def run_bench(
     env = environment()
     cpu_rows = any(BACKENDS[b].backend in (None, "cpu") for b in settings.backends)
     env["sgemm"] = sgemm_peak() if cpu_rows else None
-    gflops = env["sgemm"]["gflops"] if env["sgemm"] else None
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="dmv-fast-bench-") as tmp:
         songs: dict[float, Path] = {}
@@ -216,7 +215,6 @@ def run_bench(
                 songs={} if isolate else songs,
                 workdir=Path(tmp),
                 e2e_limit=settings.e2e_limit,
-                sgemm_gflops=gflops,
                 weights=weights,
             )
             log_row(row)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import functools
 import gc
 import importlib.metadata
 import os
@@ -133,7 +132,8 @@ def _blas() -> dict[str, Any]:
     """NumPy's BLAS library and the core type OpenBLAS picked (threadpoolctl), when known."""
     info: dict[str, Any] = {}
     with contextlib.suppress(Exception):  # the config layout differs between NumPy versions
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]  # type: ignore[func-returns-value]
+        config: Any = np.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
         info["blas"] = f"{blas.get('name')} {blas.get('version')}"
     with contextlib.suppress(ImportError):
         from threadpoolctl import threadpool_info
@@ -146,13 +146,12 @@ def _blas() -> dict[str, Any]:
     return info
 
 
-@functools.lru_cache(maxsize=1)
 def sgemm_peak(n: int = SGEMM_SIZE, repeats: int = SGEMM_REPEATS) -> dict[str, Any]:
     """The CPU's float32 matrix-multiply peak through NumPy, in GFLOP/s (2 n^3 per product).
 
     The best of ``repeats`` products of two ``[n, n]`` float32 matrices after one untimed
-    product: the best call is the one least disturbed by other processes. Measured once per
-    process.
+    product: the best call is the one least disturbed by other processes. Each CPU row
+    measures it right after its own timed calls, so both see the same machine load.
 
     Returns:
         ``gflops`` (float), ``n``, ``repeats``, ``openblas_coretype`` (the
@@ -170,7 +169,7 @@ def sgemm_peak(n: int = SGEMM_SIZE, repeats: int = SGEMM_REPEATS) -> dict[str, A
         np.matmul(a, b, out=out)
         best = min(best, time.perf_counter() - t0)
     return {
-        "gflops": round(2 * n**3 / best / 1e9, 1),
+        "gflops": float(f"{2 * n**3 / best / 1e9:.3g}"),  # 3 significant digits, never 0
         "n": n,
         "repeats": repeats,
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),

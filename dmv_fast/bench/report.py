@@ -101,7 +101,8 @@ def report_header(env: dict[str, Any], settings: dict[str, Any]) -> str:
     weights = "Random weights (same cost as pretrained)" if w == "random" else f"Weights {w!r}"
     sgemm = env.get("sgemm") or {}
     peak = (
-        f" · NumPy sgemm peak {sgemm['gflops']:g} GFLOP/s ({sgemm.get('blas', 'BLAS')}, "
+        f" · NumPy sgemm peak {sgemm['gflops']:g} GFLOP/s at the start"
+        f" ({sgemm.get('blas', 'BLAS')}, "
         f"OPENBLAS_CORETYPE={sgemm.get('openblas_coretype') or 'unset'})"
         if sgemm.get("gflops")
         else ""
@@ -118,7 +119,8 @@ def report_header(env: dict[str, Any], settings: dict[str, Any]) -> str:
         " libx264, in seconds of video per second of wall time; other jobs' cores = CPU"
         " cores kept busy by other processes during the timed calls (a timing is only as good"
         " as the machine was quiet); % of sgemm peak (CPU rows) = 2 × multiply-adds per frame"
-        " × frames/s over the best float32 NumPy matrix product on this machine (7.5/24.6/31.9"
+        " × frames/s over the best of 5 float32 NumPy products of 2048 × 2048 matrices, measured"
+        " by the row's process right after its timed calls (7.5/24.6/31.9"
         " GMAC per frame for the exported graph at 128/256/512 px, 11.3/38.8/75.7 for torch)."
         " The torch rows include the original's per-frame uint8 conversion in NumPy; the ONNX"
         " graphs make uint8 inside. Each row stores the resolved plan it ran in `bench.json`"

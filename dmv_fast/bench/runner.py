@@ -33,7 +33,6 @@ def measure_row(
     songs: dict[float, Path] | None = None,
     workdir: Path | None = None,
     e2e_limit: float | None = None,
-    sgemm_gflops: float | None = None,
     weights: str = RANDOM,
 ) -> Row:
     """Plan, build and time one row in this process, then its end-to-end render.
@@ -44,7 +43,6 @@ def measure_row(
         seconds: time budget of the timed calls.
         song_seconds, songs, workdir, e2e_limit: the end-to-end render
             (:func:`dmv_fast.bench.e2e.e2e_row`).
-        sgemm_gflops: the CPU's sgemm peak (measured here for a CPU row when None).
         weights: see :func:`~dmv_fast.bench.rows.backend_plan`; the peak fraction needs the
             full architecture (``"random"`` or a pretrained name).
     """
@@ -71,7 +69,7 @@ def measure_row(
         row.gpu_mem_mb = gpu_mem() if gpu_mem is not None else None
         if extra.get("on_cpu"):
             assert row.frames_per_s is not None
-            row.sgemm_gflops = sgemm_gflops or sgemm_peak()["gflops"]
+            row.sgemm_gflops = sgemm_peak()["gflops"]  # now, under the same load
             if weights in FULL_SIZE:
                 row.gmac_per_frame = BACKENDS[name].gmac[resolution]
                 row.sgemm_fraction = peak_fraction(
