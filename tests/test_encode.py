@@ -233,25 +233,6 @@ def test_auto_uses_nvenc_when_the_probe_succeeds(tmp_path, monkeypatch, output):
     assert np.abs(p.decoded.astype(int) - frames).mean() < 4  # NV12 conversion is right
 
 
-def test_nvenc_device_frames(tmp_path, monkeypatch):
-    fake = fake_pynvvideocodec()
-    monkeypatch.setitem(sys.modules, "PyNvVideoCodec", fake)
-    frames = gradient_frames(12)
-    nv12 = np.stack([rgb_to_nv12(f) for f in frames])
-    out = tmp_path / "gpu.mp4"
-    fps = Fraction(22050, 512)
-    with VideoWriter(out, 64, 64, fps, encoder="nvenc", device_frames=True) as w:
-        w.write(FakeCudaArray(nv12[:5]))  # a batch
-        for f in nv12[5:]:
-            w.write(FakeCudaArray(f))  # single frames
-        with pytest.raises(ValueError, match="NV12"):
-            w.write(FakeCudaArray(frames[0]))
-    assert not fake.encoders[-1].cpu
-    p = probe(out)
-    assert p.frames == 12 and p.average_rate == fps
-    assert np.abs(p.decoded.astype(int) - frames).mean() < 4
-
-
 def test_auto_falls_back_to_x264_with_one_log_line(tmp_path, no_nvenc, caplog):
     caplog.set_level(logging.INFO, logger="dmv_fast")
     ok, reason = probe_nvenc()
