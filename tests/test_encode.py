@@ -9,7 +9,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from _media import FakeCudaArray, fake_pynvvideocodec, gradient_frames, probe, write_song
+from _media import fake_pynvvideocodec, gradient_frames, probe, write_song
 
 from dmv_fast import encode
 from dmv_fast.encode import VideoWriter, probe_nvenc, rgb_to_nv12
