@@ -45,7 +45,7 @@ def _leftovers(folder):
 )
 def test_rate_frames_and_audio_track(tmp_path, frame_length, rate, channels):
     fps = Fraction(22050, frame_length)
-    song = write_song(tmp_path / "song.wav", float(N / fps) + 0.7, rate, channels)
+    song = write_song(tmp_path / "song.wav", float(N / fps) + 0.7, rate, channels, tones=True)
     frames = gradient_frames(N)
     out = tmp_path / "out.mp4"
     w = _write(out, frames, fps, song, encoder="x264")
@@ -65,7 +65,7 @@ def test_rate_frames_and_audio_track(tmp_path, frame_length, rate, channels):
 
 
 def test_surround_audio_keeps_its_channels(tmp_path):
-    song = write_song(tmp_path / "song.wav", 2.0, 48000, channels=6)
+    song = write_song(tmp_path / "song.wav", 2.0, 48000, channels=6, tones=True)
     out = tmp_path / "out.mp4"
     _write(out, gradient_frames(N), Fraction(22050, 512), song, encoder="x264")
     p = probe(out)
@@ -74,7 +74,7 @@ def test_surround_audio_keeps_its_channels(tmp_path):
 
 def test_audio_shorter_than_video_just_ends(tmp_path):
     fps = Fraction(22050, 512)
-    song = write_song(tmp_path / "short.wav", 0.3, 44100, 2)
+    song = write_song(tmp_path / "short.wav", 0.3, 44100, 2, tones=True)
     out = tmp_path / "out.mp4"
     _write(out, gradient_frames(N), fps, song, encoder="x264")
     p = probe(out)
@@ -84,7 +84,7 @@ def test_audio_shorter_than_video_just_ends(tmp_path):
 
 def test_audio_start_skips_the_song_head(tmp_path):
     fps = Fraction(22050, 512)
-    song = write_song(tmp_path / "song.wav", 1.5, 8000, 1)
+    song = write_song(tmp_path / "song.wav", 1.5, 8000, 1, tones=True)
     out = tmp_path / "out.mp4"
     _write(out, gradient_frames(N), fps, song, encoder="x264", audio_start=1.0)
     p = probe(out)
@@ -104,7 +104,7 @@ def test_video_without_audio_and_single_frames(tmp_path):
 
 @pytest.mark.parametrize("interrupt", [RuntimeError("generator failed"), KeyboardInterrupt()])
 def test_failure_leaves_no_file_and_keeps_the_old_one(tmp_path, interrupt):
-    song = write_song(tmp_path / "song.wav", 2.0)
+    song = write_song(tmp_path / "song.wav", 2.0, tones=True)
     out = tmp_path / "out.mp4"
     out.write_bytes(b"previous render")
     with (
@@ -214,7 +214,7 @@ def test_auto_uses_nvenc_when_the_probe_succeeds(tmp_path, monkeypatch, output):
     monkeypatch.setattr(encode, "GOP", 8)
     assert probe_nvenc()[0]
     fps = Fraction(22050, 1024)
-    song = write_song(tmp_path / "song.wav", 3.0, 44100, 2)
+    song = write_song(tmp_path / "song.wav", 3.0, 44100, 2, tones=True)
     frames = gradient_frames(N)
     out = tmp_path / "out.mp4"
     w = _write(out, frames, fps, song, encoder="auto")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from _media import write_song
 from typer.testing import CliRunner
 
 from dmv_fast import audio, models
@@ -29,9 +30,7 @@ def workspace(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.setenv(models.ENV_CACHE, str(cache))
-    song = tmp_path / "song.wav"
-    t = np.arange(22050) / 22050
-    sf.write(song, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 22050)
+    song = write_song(tmp_path / "song.wav", 1.0, 22050, 1)
 
     def unreachable(*args, **kwargs):
         raise AssertionError("reached expensive work before refusing a bad setting")
