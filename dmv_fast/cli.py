@@ -43,7 +43,7 @@ Resolution = _choices("Resolution", tuple(str(r) for r in plan.RESOLUTIONS))
 Preset = _choices("Preset", plan.X264_PRESETS)
 
 # Defaults, read from where they are defined.
-_D = {f.name: f.default for f in dataclasses.fields(RenderOptions)}
+_D: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(RenderOptions)}
 _M = plan.ModelSpec()
 _RESOLUTION = Resolution(str(_M.resolution))
 _BACKEND = Backend(_M.backend)
@@ -322,13 +322,13 @@ def render(
     _setup_logging(verbose, quiet)
     try:
         spec = plan.ModelSpec(
-            resolution=int(resolution.value),
+            resolution=resolution,
             weights=weights,
-            backend=backend.value,
-            precision=precision.value,
+            backend=backend,
+            precision=precision,
             batch_size=batch_size,
             scaling=scaling,
-            pixels=pixels.value,
+            pixels=pixels,
         )
         options = RenderOptions(
             song=str(song),
@@ -349,9 +349,9 @@ def render(
             use_disk=use_disk,
             save_only=save_only,
             seed=seed,
-            encoder=encoder.value,
+            encoder=encoder,
             crf=crf,
-            preset=preset.value,
+            preset=preset,
         )
         with _Progress(enabled=not quiet) as progress:
             vis = Visualizer(spec, encoder=options.encoder, progress=progress)
@@ -401,13 +401,13 @@ def export(
     _setup_logging(verbose, quiet)
     try:
         spec = plan.ModelSpec(
-            resolution=int(resolution.value),
+            resolution=resolution,
             weights=weights,
-            backend=backend.value,
-            precision=precision.value,
+            backend=backend,
+            precision=precision,
             batch_size=batch_size,
             scaling=scaling,
-            pixels=pixels.value,
+            pixels=pixels,
         )
         resolved = plan.resolve(spec, encoder="x264", workers=1)
         with _Progress(enabled=not quiet) as progress:

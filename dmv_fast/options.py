@@ -195,7 +195,7 @@ class RenderOptions:
                 f"(got {suffix or 'no suffix'})"
             )
         int_in("crf", self.crf, 0, 51)
-        choice("preset", self.preset, X264_PRESETS)
+        object.__setattr__(self, "preset", choice("preset", self.preset, X264_PRESETS))
         for name in ("use_disk", "save_only"):
             if not isinstance(getattr(self, name), bool):
                 raise invalid(name, getattr(self, name), "True or False")

@@ -115,7 +115,10 @@ class Visualizer:
             if isinstance(model, ModelSpec):
                 spec = model
             else:
-                spec = ModelSpec(**({} if model is None else {"resolution": model}), **spec_fields)
+                fields: dict[str, Any] = dict(spec_fields)
+                if model is not None:
+                    fields["resolution"] = model
+                spec = ModelSpec(**fields)
             plan = resolve(spec, encoder=encoder, workers=workers)
         self.plan: Plan = plan
         self.threads = threads

@@ -365,6 +365,7 @@ def resolve(
     offered = offered_providers() if offered is None else tuple(offered)
     notes: list[str] = []
     warning = ""
+    providers: tuple[str, ...]
     if spec.backend in ("cuda", "tensorrt"):
         wanted = _PROVIDER_OF[spec.backend]
         if wanted not in offered:

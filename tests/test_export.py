@@ -224,15 +224,11 @@ def test_cached_graph_is_reused_and_a_damaged_one_rebuilt(tiny, tmp_path, monkey
     assert models.ensure_onnx(TINY_RESOLUTION, tiny[0], "fp32", 2).read_bytes() == data
 
 
-def test_output_copy_and_module_cli(tiny, tmp_path, capsys):
+def test_output_copy_and_module_cli(tiny, tiny_weights, tmp_path, capsys):
     """``python -m dmv_fast_export`` is ``dmv-fast export``: the graph the CPU plan runs."""
     from dmv_fast_export.__main__ import main
-    from dmv_fast_export.weights import random_model, save_pretrained, standard_config
 
-    config = standard_config(128)
-    config.channel_width = 4
-    narrow = tmp_path / "narrow"
-    save_pretrained(random_model(config, seed=3), narrow)
+    narrow = tiny_weights
     out = tmp_path / "g.onnx"
     with pytest.raises(SystemExit) as done:
         main(["--resolution", "128", "--weights", str(narrow), "--backend", "cpu",

@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import soundfile as sf
+from _media import write_song
 
 from dmv_fast import pipeline
 from dmv_fast.audio import analyze
@@ -28,31 +28,13 @@ from dmv_fast.plan import ModelSpec
 pytest.importorskip("torch")
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    """A local weights folder (pytorch_model.bin + config.json) of a narrow 128-px model."""
-    from dmv_fast_export.weights import random_model, save_pretrained, standard_config
-
-    config = standard_config(128)
-    config.channel_width = 4
-    folder = tmp_path_factory.mktemp("tiny-biggan")
-    save_pretrained(random_model(config, seed=3), folder)
-    return folder
-
-
 @pytest.fixture(autouse=True)
 def _cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DMV_FAST_CACHE", str(tmp_path_factory.getbasetemp() / "dmv-cache"))
 
 
 def _song(path: Path, seconds: float, rate: int, channels: int) -> Path:
-    rng = np.random.default_rng(1)
-    t = np.arange(int(seconds * rate)) / rate
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2
-    beat = (np.sin(2 * np.pi * 2 * t) > 0.95) * rng.normal(0, 0.3, t.size)
-    mono = (tone + beat).astype(np.float32)
-    sf.write(path, np.stack([mono] * channels, axis=1) if channels > 1 else mono, rate)
-    return path
+    return write_song(path, seconds, rate, channels)
 
 
 _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)}
