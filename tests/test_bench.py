@@ -25,22 +25,10 @@ def _cuda_loads() -> bool:
 
 
 @pytest.fixture(scope="module")
-def small_weights(tmp_path_factory):
-    """A local weights folder of a narrow 128-px model (fast to export and to run)."""
-    pytest.importorskip("torch", reason="exporting the graph needs torch")
-    from dmv_fast_export.weights import random_model, save_pretrained, standard_config
-
-    config = standard_config(128)
-    config.channel_width = 4
-    folder = tmp_path_factory.mktemp("bench-weights")
-    save_pretrained(random_model(config, seed=5), folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def bench_run(tmp_path_factory, small_weights):
-    """`run_bench` at 128 px, batch 1, the CPU and the CUDA fp16 backends; the end-to-end row
-    is rendered whatever the machine's speed (``e2e_limit=0``)."""
+def bench_run(tmp_path_factory, tiny_weights):
+    """`run_bench` at 128 px, batch 1, the CPU and the CUDA fp16 backends, with the narrow
+    model (real layout, fast to export and run); the end-to-end row is rendered whatever the
+    machine's speed (``e2e_limit=0``)."""
     out = tmp_path_factory.mktemp("bench")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DMV_FAST_CACHE", str(tmp_path_factory.getbasetemp() / "dmv-cache"))
@@ -52,7 +40,7 @@ def bench_run(tmp_path_factory, small_weights):
             seconds=0.5,
             song_seconds=SONG_SECONDS,
             e2e_limit=0,
-            weights=str(small_weights),
+            weights=str(tiny_weights),
         )
     return table, out
 
