@@ -88,11 +88,13 @@ def modules_present() -> dict[str, bool]:
     return {m: importlib.util.find_spec(m) is not None for m in MODULES}
 
 
-def _visualizer(resolution: int, backend_name: str, batch: int) -> Any:
-    """A :class:`dmv_fast.pipeline.Visualizer` on the row's plan, graph exported, session
-    loaded and on the row's backend (raises bench.Unavailable when the plan says it cannot
-    run here or the session settled elsewhere)."""
-    plan = bench.prepare_row(backend_name, resolution, batch)
+def _visualizer(resolution: int, backend_name: str, batch: int, plan: Any = None) -> Any:
+    """A :class:`dmv_fast.pipeline.Visualizer` on the row's plan (``plan``: one already
+    prepared), graph exported, session loaded and on the row's backend (raises
+    bench.Unavailable when the plan says it cannot run here or the session settled
+    elsewhere)."""
+    if plan is None:
+        plan = bench.prepare_row(backend_name, resolution, batch)
     if plan is None:
         raise bench.Unavailable(f"{backend_name} does not run on ONNX Runtime")
     from dmv_fast.pipeline import Visualizer
@@ -172,10 +174,10 @@ def end_to_end(check: Check, resolution: int, seconds: float, batch: int) -> Non
         if importlib.util.find_spec(module) is None:
             check.skip("end to end", f"{module} is not installed")
             return
-    chosen = None
+    chosen = plan = None
     for name in ("ort-cuda-fp16", "ort-cpu"):
         try:
-            bench.prepare_row(name, resolution, batch)  # the plan, and the graph exported
+            plan = bench.prepare_row(name, resolution, batch)  # the plan; the graph exported
         except bench.Unavailable as exc:
             check.report.setdefault("e2e_notes", []).append(f"{name}: {exc}")
             continue
@@ -195,7 +197,7 @@ def end_to_end(check: Check, resolution: int, seconds: float, batch: int) -> Non
         synth_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         try:
-            vis = _visualizer(resolution, chosen, batch)
+            vis = _visualizer(resolution, chosen, batch, plan)
         except Exception as exc:
             check.skip("end to end", bench.first_line(exc))
             return

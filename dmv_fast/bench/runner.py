@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from dmv_fast.bench.e2e import E2E_LIMIT, e2e_row
 from dmv_fast.bench.machine import OtherLoad, PeakRSS, peak_fraction, sgemm_peak
 from dmv_fast.bench.measure import call_stats, time_calls
 from dmv_fast.bench.rows import (
@@ -46,8 +47,6 @@ def measure_row(
         weights: see :func:`~dmv_fast.bench.rows.backend_plan`; the peak fraction needs the
             full architecture (``"random"`` or a pretrained name).
     """
-    from dmv_fast.bench.e2e import E2E_LIMIT, e2e_row
-
     row = Row(name, resolution, batch)
     extra: dict[str, Any] = {}
     try:
