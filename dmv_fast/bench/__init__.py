@@ -58,6 +58,7 @@ from dmv_fast.bench.rows import (
     prepare_row,
 )
 from dmv_fast.bench.runner import log_row, measure_isolated, measure_row
+from dmv_fast.plan import MAX_BATCH, RESOLUTIONS
 
 __all__ = [
     "BACKENDS",
@@ -88,9 +89,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("dmv_fast")
-
-RESOLUTIONS = (128, 256, 512)
-MAX_BATCH = 1024
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 
 from dmv_fast.bench.measure import TRUNCATION
-
-RESOLUTIONS = (128, 256, 512)
+from dmv_fast.plan import RESOLUTIONS
 
 
 def stretch_to_uint8(frame: np.ndarray) -> np.ndarray:
