@@ -13,11 +13,14 @@ from typing import Annotated, Any
 import typer
 
 import dmv_fast
+from dmv_fast.files import Interrupted, interrupts
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: rich markup would eat "[export]" and cut long option names.
+    rich_markup_mode=None,
     help="Turn music into BigGAN-deep videos, as fast as the hardware allows.",
 )
 
@@ -74,7 +77,7 @@ def expand_multi_value(argv: list[str]) -> list[str]:
                 values.append(argv[i])
                 i += 1
             if not values:
-                out.append(arg)
+                raise ValueError(f"{arg} needs at least one value (an index or a name)")
             for value in values:
                 out.extend([arg, value])
             continue
@@ -95,6 +98,11 @@ def _version(value: bool) -> None:
     if value:
         typer.echo(f"dmv-fast {dmv_fast.__version__}")
         raise typer.Exit()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -345,10 +353,16 @@ def render(
         options.validate()
         with _Progress(enabled=not quiet) as progress:
             result = run_render(options, overwrite=overwrite, progress=progress)
+    except Interrupted as exc:  # SIGTERM / SIGHUP, turned into an interrupt by main()
+        message = f"interrupted by {exc}; no partial video was written"
+        raise _fail(message, exc.exit_code) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; no partial video was written", 130) from None
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, OSError) as exc:
-        raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise _fail(_first_line(exc)) from None
+    except Exception as exc:  # no traceback reaches the user; -v logs it
+        logger.debug("unexpected failure", exc_info=True)
+        raise _fail(f"{type(exc).__name__}: {_first_line(exc)}") from None
     logger.info(
         "wrote %s: %d frames at %s fps, seed %d, classes %s",
         result.output,
@@ -465,9 +479,32 @@ def bench(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point."""
-    args = expand_multi_value(sys.argv[1:] if argv is None else list(argv))
-    app(args=args, prog_name="dmv-fast")
+    """Console entry point: exits 0, 1 (a handled failure), 2 (a usage error), or 128 + the
+    signal after SIGINT, SIGTERM or SIGHUP; every error is one line on stderr."""
+    import click
+
+    try:
+        args = expand_multi_value(sys.argv[1:] if argv is None else list(argv))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    try:
+        with interrupts():
+            code = app(args=args, prog_name="dmv-fast", standalone_mode=False)
+    except click.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort as exc:
+        cause = exc.__cause__
+        if isinstance(cause, Interrupted):
+            typer.echo(f"error: interrupted by {cause}", err=True)
+            sys.exit(cause.exit_code)
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Interrupted as exc:  # between commands' own handlers: nothing was written
+        typer.echo(f"error: interrupted by {exc}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

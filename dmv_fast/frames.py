@@ -4,8 +4,9 @@
 index (``000000.png``; six digits, more when needed), and ``manifest.json``: the settings
 that decide the pixels (song, frame length, resolution, truncation, vectors hash, ...) and
 the total frame count, as the caller passes them. Every file is written under a temporary
-name and renamed, so a crash never leaves a half-written frame under a final name, and a
-rerun resumes after the last complete frame.
+name and renamed (:mod:`dmv_fast.files`), so a crash never leaves a half-written frame under a
+final name. A rerun verifies the frames it finds (a damaged or foreign PNG is regenerated)
+and resumes at the first frame that is missing or damaged.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dmv_fast.files import atomic_write, sweep
+
 logger = logging.getLogger("dmv_fast")
 
 MANIFEST = "manifest.json"
 DIGITS = 6
-_PARTIAL = ".partial-"
+#: ``-s`` reads at most this many bytes of decoded frames at once, whatever the batch size.
+READ_BATCH_BYTES = 64 << 20
 
 
 def _normalise(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -34,16 +37,6 @@ def _normalise(manifest: dict[str, Any]) -> dict[str, Any]:
         return json.loads(json.dumps(manifest))
     except (TypeError, ValueError) as e:
         raise ValueError(f"frames manifest must be JSON data: {e}") from e
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}{_PARTIAL}{secrets.token_hex(4)}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class FrameStore:
@@ -109,15 +102,12 @@ class FrameStore:
                     " their settings are unknown; delete it or choose another output"
                 )
             folder.mkdir(parents=True, exist_ok=True)
-            _atomic_write(
-                folder / MANIFEST,
-                lambda p: p.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n"),
-            )
+            atomic_write(folder / MANIFEST, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
         else:
             _check_same(folder, stored, wanted)
         store = cls(folder, wanted)
         if create:
-            store._remove_partials()
+            sweep(folder)
         elif store.total is not None and store.complete_frames() < store.total:
             raise ValueError(
                 f"frames folder {str(folder)!r} holds {store.complete_frames()} of"
@@ -137,12 +127,37 @@ class FrameStore:
         """The file of frame ``index``."""
         return self.folder / f"{index:0{DIGITS}d}.png"
 
+    @property
+    def frame_size(self) -> int | None:
+        """The side of every frame in pixels, when the manifest says (resolution x scaling)."""
+        res, scale = self.manifest.get("resolution"), self.manifest.get("scaling", 1)
+        return int(res) * int(scale) if isinstance(res, int) and isinstance(scale, int) else None
+
+    def intact(self, index: int) -> bool:
+        """Whether frame ``index`` is a complete PNG of the right size."""
+        path = self.path(index)
+        try:
+            with Image.open(path) as im:
+                size = im.size
+                im.verify()  # every chunk present, every CRC right
+        except (OSError, SyntaxError, ValueError):
+            return False
+        side = self.frame_size
+        return side is None or size == (side, side)
+
     def complete_frames(self) -> int:
-        """How many frames are present in a row from frame 0 (where a resume starts)."""
+        """How many intact frames are present in a row from frame 0 (where a resume starts).
+
+        A damaged frame (truncated, garbage, wrong size) ends the run of complete frames and
+        is logged; a resume regenerates it.
+        """
         names = {p.name for p in self.folder.iterdir()}
         n = 0
         limit = self.total
         while (limit is None or n < limit) and self.path(n).name in names:
+            if not self.intact(n):
+                logger.warning("frame file %s is damaged: it will be made again", self.path(n))
+                break
             n += 1
         return n
 
@@ -170,9 +185,9 @@ class FrameStore:
             )
         for k, frame in enumerate(arr):
             image = Image.fromarray(np.ascontiguousarray(frame), "RGB")
-            _atomic_write(
+            atomic_write(
                 self.path(index + k),
-                lambda p, im=image: im.save(p, format="PNG", compress_level=1),
+                lambda f, im=image: im.save(f, format="PNG", compress_level=1),
             )
 
     def read(self, start: int, stop: int) -> np.ndarray:
@@ -195,18 +210,21 @@ class FrameStore:
             raise ValueError(f"frames {start}..{stop - 1} in {str(self.folder)!r} differ in size")
         return np.stack(frames)
 
-    def iter_batches(self, start: int, stop: int, batch_size: int) -> Iterator[np.ndarray]:
-        """Yield frames ``start .. stop - 1`` in order, ``batch_size`` at a time."""
+    def iter_batches(
+        self, start: int, stop: int, batch_size: int, max_bytes: int = READ_BATCH_BYTES
+    ) -> Iterator[np.ndarray]:
+        """Yield frames ``start .. stop - 1`` in order, at most ``batch_size`` at a time and
+        at most ``max_bytes`` of decoded pixels at a time (never fewer than one frame)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-        for i in range(start, stop, batch_size):
-            yield self.read(i, min(i + batch_size, stop))
-
-    def _remove_partials(self) -> None:
-        """Delete temporary files a crash left behind."""
-        for p in self.folder.iterdir():
-            if _PARTIAL in p.name:
-                p.unlink(missing_ok=True)
+        i = start
+        step = 1  # the first frame tells the frame size
+        while i < stop:
+            batch = self.read(i, min(i + step, stop))
+            yield batch
+            i += len(batch)
+            per_frame = max(1, batch[0].nbytes)
+            step = max(1, min(batch_size, max_bytes // per_frame))
 
 
 def _check_same(folder: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:

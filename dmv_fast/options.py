@@ -198,8 +198,9 @@ class RenderOptions:
         if self.classes is not None:
             classes = self.classes
             if len(classes) not in (MAX_CLASSES, k):
+                wanted = f"{MAX_CLASSES}" if k == MAX_CLASSES else f"{MAX_CLASSES} or {k}"
                 raise ValueError(
-                    f"classes: {len(classes)} given, must be {MAX_CLASSES} or num_classes ({k})"
+                    f"classes: {len(classes)} given, must be {wanted} (--num_classes is {k})"
                 )
             for c in classes:
                 if not _is_int(c) or not 0 <= c < N_IMAGENET:
@@ -218,10 +219,12 @@ class RenderOptions:
     def _validate_output(self) -> None:
         if self.resolution not in RESOLUTIONS or not _is_int(self.resolution):
             raise _fail("resolution", self.resolution, "128, 256 or 512")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            raise _fail("batch_size", self.batch_size, "an integer >= 1")
-        if not _is_int(self.scaling) or self.scaling < 1:
-            raise _fail("scaling", self.scaling, "an integer >= 1")
+        from dmv_fast.models import MAX_BATCH, MAX_SCALING
+
+        if not _is_int(self.batch_size) or not 1 <= self.batch_size <= MAX_BATCH:
+            raise _fail("batch_size", self.batch_size, f"an integer in 1..{MAX_BATCH}")
+        if not _is_int(self.scaling) or not 1 <= self.scaling <= MAX_SCALING:
+            raise _fail("scaling", self.scaling, f"an integer in 1..{MAX_SCALING}")
         if not isinstance(self.output_file, str) or not self.output_file:
             raise _fail("output_file", self.output_file, "a file path")
         if self.weights is not None and (not isinstance(self.weights, str) or not self.weights):

@@ -89,17 +89,36 @@ def video_frame_count(n_feature_frames: int, options: RenderOptions) -> int:
     return max(1, wanted)
 
 
-def check_output(path: Path, overwrite: bool) -> None:
-    """Refuse an output we could not write, before any expensive work starts."""
+def check_output(path: Path, overwrite: bool, song: str | os.PathLike[str] | None = None) -> None:
+    """Refuse an output we could not write, before any expensive work starts.
+
+    Also refuses an output that is the song itself (through links too), and sweeps the
+    temporaries that killed runs left in the output folder.
+    """
+    from dmv_fast.files import same_file, sweep, temporary_name
+
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ValueError(f"output folder {str(folder)!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"output folder {str(folder)!r} is not writable")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} already exists (pass --overwrite to replace it)")
     if path.is_dir():
         raise ValueError(f"output {str(path)!r} is a folder, not a file")
+    if song is not None and same_file(path, song):
+        raise ValueError(f"output {str(path)!r} is the song itself; choose another output file")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} already exists (pass --overwrite to replace it)")
+    probe = temporary_name(path)  # the very name the encoder will create
+    try:
+        with open(probe, "xb"):
+            pass
+    except OSError as e:
+        raise ValueError(
+            f"cannot write the output {str(path)!r}: {e.strerror or type(e).__name__}"
+        ) from e
+    finally:
+        probe.unlink(missing_ok=True)
+    sweep(folder)
 
 
 class Visualizer:
@@ -264,15 +283,18 @@ def _render(
     vis: Visualizer, options: RenderOptions, *, overwrite: bool, progress: ProgressCallback
 ) -> RenderResult:
     from dmv_fast.audio import analyze, probe_audio
+    from dmv_fast.encode import check_audio
     from dmv_fast.frames import FrameStore
-    from dmv_fast.record import read_record, write_record
+    from dmv_fast.record import read_record, song_sha256, stage_record
     from dmv_fast.trajectory import compute_vectors
 
     options.validate()
     output = Path(options.output_file)
-    check_output(output, overwrite)
+    check_output(output, overwrite, options.song)
     song = Path(options.song)
     probe_audio(song)  # unreadable or empty songs fail here, before any analysis
+    check_audio(song)  # and songs whose audio track the encoder cannot carry
+    song_hash = song_sha256(song)
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -298,12 +320,53 @@ def _render(
         vectors = compute_vectors(features, options, seed=options.seed, classes=previous_classes)
     timings["vectors"] = time.perf_counter() - t0
     n_frames = video_frame_count(features.n_frames, options)
+
+    # The video and its record are one result: the record waits under temporary names
+    # until the video is in place, and is dropped if the video fails.
+    with stage_record(output, vectors, options, features, song_hash) as staged:
+        encoder, providers = _produce(
+            vis, options, output, folder, song, song_hash, vectors, n_frames, overwrite,
+            progress, timings,
+        )  # fmt: skip
+        try:
+            record = staged.publish()
+        except BaseException:
+            output.unlink(missing_ok=True)
+            raise
+    return RenderResult(
+        output=output,
+        frames=n_frames,
+        fps=options.fps,
+        seed=vectors.seed,
+        classes=tuple(vectors.classes),
+        record=record,
+        providers=providers,
+        encoder=encoder,
+        timings=timings,
+    )
+
+
+def _produce(
+    vis: Visualizer,
+    options: RenderOptions,
+    output: Path,
+    folder: Path,
+    song: Path,
+    song_hash: str | None,
+    vectors: Any,
+    n_frames: int,
+    overwrite: bool,
+    progress: ProgressCallback,
+    timings: dict[str, float],
+) -> tuple[str, list[str]]:
+    """Generate (or read back) the frames and encode the video; returns (encoder, providers)."""
+    from dmv_fast.frames import FrameStore
+
     noise = np.ascontiguousarray(vectors.noise[:n_frames], dtype=np.float32)
     class_vectors = np.ascontiguousarray(vectors.class_vectors[:n_frames], dtype=np.float32)
-
     store = None
     if options.use_disk or options.save_only:
-        manifest = _frames_manifest(options, song, vectors.seed, noise, class_vectors)
+        manifest = _frames_manifest(options, song, vectors.seed, noise, class_vectors, song_hash)
         store = FrameStore.open(folder, manifest, create=not options.save_only)
 
     t0 = time.perf_counter()
@@ -345,23 +408,16 @@ def _render(
             progress,
         )
     timings["render" if store is None else "encode"] = time.perf_counter() - t0
-
-    record = write_record(output, vectors, options, features)
-    return RenderResult(
-        output=output,
-        frames=n_frames,
-        fps=options.fps,
-        seed=vectors.seed,
-        classes=tuple(vectors.classes),
-        record=Path(record) if record is not None else output.with_suffix(".dmv.npz"),
-        providers=providers,
-        encoder=encoder,
-        timings=timings,
-    )
+    return encoder, providers
 
 
 def _frames_manifest(
-    options: RenderOptions, song: Path, seed: int, noise: np.ndarray, class_vectors: np.ndarray
+    options: RenderOptions,
+    song: Path,
+    seed: int,
+    noise: np.ndarray,
+    class_vectors: np.ndarray,
+    song_hash: str | None = None,
 ) -> dict[str, Any]:
     """The settings that decide the pixels of a frames folder (for -d resume and -s)."""
     digest = hashlib.sha256()
@@ -371,6 +427,7 @@ def _frames_manifest(
     return {
         "song": song.name,
         "song_size": st.st_size,
+        "song_sha256": song_hash,
         "frame_length": options.frame_length,
         "resolution": options.resolution,
         "scaling": options.scaling,

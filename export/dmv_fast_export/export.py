@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import torch
 
 import dmv_fast
 from dmv_fast import models
+from dmv_fast.files import publish, temporary
 from dmv_fast.models import Progress, WeightsSource
 from dmv_fast.truncation import bn_inputs
 from dmv_fast_export import EXPORTER_VERSION
@@ -182,10 +181,7 @@ def export_source(
     )
     size = source.resolution * scaling
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".onnx.tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with temporary(path) as tmp:
         onnx.save_model(graph, tmp)
         del graph
         # Path-based checks run in C++ without copying the model through Python; strict shape
@@ -200,11 +196,7 @@ def export_source(
                 f"exported graph differs from PyTorch by {check['max_pixel_diff']} levels "
                 f"(more than {MAX_FP32_DIFF}); not caching it"
             )
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+        publish(tmp, path, overwrite=True)
     record = {
         "key": key,
         "weights": source.name if source.kind != "local" else os.fspath(source.weights_file),
