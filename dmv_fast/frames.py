@@ -127,37 +127,35 @@ class FrameStore:
         """The file of frame ``index``."""
         return self.folder / f"{index:0{DIGITS}d}.png"
 
-    @property
-    def frame_size(self) -> int | None:
-        """The side of every frame in pixels, when the manifest says (resolution x scaling)."""
-        res, scale = self.manifest.get("resolution"), self.manifest.get("scaling", 1)
-        return int(res) * int(scale) if isinstance(res, int) and isinstance(scale, int) else None
+    def intact(self, index: int, size: tuple[int, int] | None = None) -> bool:
+        """Whether frame ``index`` is a complete PNG (of ``size`` = (width, height), if given)."""
+        return self._check(index, size) is not None
 
-    def intact(self, index: int) -> bool:
-        """Whether frame ``index`` is a complete PNG of the right size."""
-        path = self.path(index)
+    def _check(self, index: int, size: tuple[int, int] | None) -> tuple[int, int] | None:
         try:
-            with Image.open(path) as im:
-                size = im.size
+            with Image.open(self.path(index)) as im:
+                found = im.size
                 im.verify()  # every chunk present, every CRC right
         except (OSError, SyntaxError, ValueError):
-            return False
-        side = self.frame_size
-        return side is None or size == (side, side)
+            return None
+        return found if size is None or found == size else None
 
     def complete_frames(self) -> int:
         """How many intact frames are present in a row from frame 0 (where a resume starts).
 
-        A damaged frame (truncated, garbage, wrong size) ends the run of complete frames and
-        is logged; a resume regenerates it.
+        Every frame is verified (complete PNG, the size of frame 0): a damaged one ends the
+        run of complete frames and is logged, and a resume makes it again.
         """
         names = {p.name for p in self.folder.iterdir()}
         n = 0
         limit = self.total
+        size: tuple[int, int] | None = None
         while (limit is None or n < limit) and self.path(n).name in names:
-            if not self.intact(n):
+            found = self._check(n, size)
+            if found is None:
                 logger.warning("frame file %s is damaged: it will be made again", self.path(n))
                 break
+            size = found
             n += 1
         return n
 
@@ -217,14 +215,16 @@ class FrameStore:
         at most ``max_bytes`` of decoded pixels at a time (never fewer than one frame)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-        i = start
-        step = 1  # the first frame tells the frame size
-        while i < stop:
-            batch = self.read(i, min(i + step, stop))
-            yield batch
-            i += len(batch)
-            per_frame = max(1, batch[0].nbytes)
-            step = max(1, min(batch_size, max_bytes // per_frame))
+        step = batch_size
+        if start < stop:
+            try:
+                with Image.open(self.path(start)) as im:  # reads the header only
+                    width, height = im.size
+                step = max(1, min(batch_size, max_bytes // (width * height * 3)))
+            except (OSError, SyntaxError, ValueError):
+                pass  # read() names the problem
+        for i in range(start, stop, step):
+            yield self.read(i, min(i + step, stop))
 
 
 def _check_same(folder: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
