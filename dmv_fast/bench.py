@@ -598,6 +598,7 @@ def measure_row(
     song_seconds: float = 0.0,
     songs: dict[float, Path] | None = None,
     workdir: Path | None = None,
+    e2e_limit: float = E2E_BUDGET_FACTOR,
 ) -> dict[str, Any]:
     """Measure one (backend, resolution, batch) row; see the module docstring."""
     row: dict[str, Any] = {
@@ -646,7 +647,7 @@ def measure_row(
         row.update(status="failed", reason=_first_line(exc))
         logger.warning("%s %d px batch %d failed: %s", backend_name, resolution, batch, exc)
         return row
-    row["e2e"] = _e2e_row(row, info, spec, song_seconds, seconds, songs, workdir)
+    row["e2e"] = _e2e_row(row, info, spec, song_seconds, seconds, songs, workdir, e2e_limit)
     return row
 
 
@@ -658,6 +659,7 @@ def _e2e_row(
     budget: float,
     songs: dict[float, Path] | None,
     workdir: Path | None,
+    limit: float = E2E_BUDGET_FACTOR,
 ) -> dict[str, Any]:
     if song_seconds <= 0:
         return {"skipped": "song_seconds is 0"}
@@ -672,10 +674,10 @@ def _e2e_row(
     fits = budget * fps * FRAME_LENGTH / SAMPLE_RATE
     seconds = round(min(song_seconds, max(MIN_E2E_SECONDS, fits)), 1)
     need = seconds * SAMPLE_RATE / FRAME_LENGTH / fps
-    if need > E2E_BUDGET_FACTOR * budget:
+    if limit > 0 and need > limit * budget:
         return {
             "skipped": f"{seconds:g} s of video needs ~{need:.0f} s at {fps:.2f} frames/s,"
-            f" over {E2E_BUDGET_FACTOR:g}x the {budget:g} s budget"
+            f" over {limit:g}x the {budget:g} s budget"
         }
     song = songs.get(seconds)
     if song is None:
@@ -867,6 +869,7 @@ def measure_isolated(
     *,
     song_seconds: float = 0.0,
     workdir: Path | None = None,
+    e2e_limit: float = E2E_BUDGET_FACTOR,
 ) -> dict[str, Any]:
     """:func:`measure_row` in a fresh (spawned) Python process.
 
@@ -893,6 +896,7 @@ def measure_isolated(
         "song_seconds": song_seconds,
         "songs": {},
         "workdir": workdir,
+        "e2e_limit": e2e_limit,
     }
     ctx = multiprocessing.get_context("spawn")
     try:
@@ -912,6 +916,7 @@ def run_bench(
     song_seconds: float,
     *,
     isolate: bool = True,
+    e2e_limit: float = E2E_BUDGET_FACTOR,
 ) -> str:
     """Benchmark every backend x resolution x batch size and write the results.
 
@@ -925,11 +930,15 @@ def run_bench(
             end-to-end song is shortened to fit it at the measured speed).
         song_seconds: length of the synthesized song for the end-to-end rows (0: none).
         isolate: measure each row in its own process (clean peak RSS, crash isolation).
+        e2e_limit: an end-to-end row that would take more than this many ``seconds`` budgets
+            at the measured speed is skipped; 0 measures it whatever it takes.
 
     Returns:
         The markdown table (also in ``bench.md``).
     """
     plan = _validate(resolutions, batch_sizes, backends, seconds, song_seconds)
+    if not (e2e_limit >= 0 and math.isfinite(e2e_limit)):
+        raise ValueError(f"e2e_limit {e2e_limit} must be a finite number >= 0 (0: no limit)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
@@ -946,6 +955,7 @@ def run_bench(
                     plan.seconds,
                     song_seconds=plan.song_seconds,
                     workdir=Path(tmp),
+                    e2e_limit=e2e_limit,
                 )
             else:
                 row = measure_row(
@@ -956,6 +966,7 @@ def run_bench(
                     song_seconds=plan.song_seconds,
                     songs=songs,
                     workdir=Path(tmp),
+                    e2e_limit=e2e_limit,
                 )
             _log_row(row)
             rows.append(row)
@@ -971,6 +982,7 @@ def run_bench(
         "frame_length": FRAME_LENGTH,
         "encoder": "x264",
         "isolated_rows": isolate,
+        "e2e_limit": e2e_limit,
     }
     (out / "bench.json").write_text(
         json.dumps({"environment": env, "settings": settings, "rows": rows}, indent=2) + "\n"

@@ -459,6 +459,13 @@ def bench(
     song_seconds: Annotated[
         float, typer.Option("--song-seconds", help="Audio length for the end-to-end rows.")
     ] = 20.0,
+    e2e_limit: Annotated[
+        float,
+        typer.Option(
+            "--e2e-limit",
+            help="Skip an end-to-end row that needs more than this many budgets (0: never).",
+        ),
+    ] = 10.0,
 ) -> None:
     """Benchmark the backends; writes JSON, a markdown table and a PNG plot."""
     from dmv_fast.bench import run_bench
@@ -472,6 +479,7 @@ def bench(
             backends=[b for b in backends.split(",") if b],
             seconds=seconds,
             song_seconds=song_seconds,
+            e2e_limit=e2e_limit,
         )
     except (ValueError, RuntimeError, OSError) as exc:
         raise _fail(str(exc).splitlines()[0]) from None

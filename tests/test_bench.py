@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -36,6 +37,8 @@ def bench_run(tmp_path_factory, model_cache):
                 "--backends", "ort-cpu,ort-cuda-fp16",
                 "--seconds", "1",
                 "--song-seconds", "1.5",
+                # Measure the end-to-end row however slow this machine is right now.
+                "--e2e-limit", "0",
             ],
         )  # fmt: skip
     return result, out
@@ -62,6 +65,20 @@ def test_bench_measures_the_cpu_row(bench_run):
     assert env["cpu"] and env["cores_logical"] >= 1
     for package in ("python", "numpy", "onnxruntime", "av"):
         assert env["versions"][package], package
+
+
+def test_a_slow_machine_skips_the_end_to_end_row_only_under_a_limit(monkeypatch):
+    """The skip rule depends on the measured speed; the test fixes the speed, not the clock."""
+    from dmv_fast import bench
+
+    row = {"backend": "ort-cpu", "resolution": 128, "batch_size": 1, "frames_per_s": 0.5}
+    skipped = bench._e2e_row(row, {}, ("cpu", "fp32"), 1.5, 1.0, {}, Path("."), 10.0)
+    assert "over 10x the 1 s budget" in skipped["skipped"]
+    calls = []
+    monkeypatch.setattr(bench, "write_song", lambda path, seconds: calls.append(seconds))
+    monkeypatch.setattr(bench, "end_to_end", lambda *a, **k: {"frames": 43})
+    measured = bench._e2e_row(row, {}, ("cpu", "fp32"), 1.5, 1.0, {}, Path("."), 0.0)
+    assert measured["frames"] == 43 and calls == [1.0]
 
 
 def test_bench_skips_unavailable_gpu_rows_with_the_reason(bench_run):
