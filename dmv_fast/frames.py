@@ -11,6 +11,7 @@ and resumes at the first frame that is missing or damaged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -101,8 +102,15 @@ class FrameStore:
                     f"frames folder {str(folder)!r} holds frames but no manifest.json, so"
                     " their settings are unknown; delete it or choose another output"
                 )
+            created = not folder.exists()
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write(folder / MANIFEST, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+            try:
+                atomic_write(folder / MANIFEST, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+            except BaseException:
+                if created:  # leave nothing behind: the folder is ours and empty
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+                raise
         else:
             _check_same(folder, stored, wanted)
         store = cls(folder, wanted)

@@ -95,6 +95,7 @@ def check_output(path: Path, overwrite: bool, song: str | os.PathLike[str] | Non
     Also refuses an output that is the song itself (through links too), and sweeps the
     temporaries that killed runs left in the output folder.
     """
+    from dmv_fast.encode import CONTAINERS
     from dmv_fast.files import same_file, sweep, temporary_name
 
     folder = path.parent if str(path.parent) else Path(".")
@@ -108,6 +109,10 @@ def check_output(path: Path, overwrite: bool, song: str | os.PathLike[str] | Non
         raise ValueError(f"output {str(path)!r} is the song itself; choose another output file")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} already exists (pass --overwrite to replace it)")
+    if path.suffix.lower() not in CONTAINERS:
+        raise ValueError(
+            f"output {str(path)!r} must end in one of {', '.join(CONTAINERS)}; got {path.suffix!r}"
+        )
     probe = temporary_name(path)  # the very name the encoder will create
     try:
         with open(probe, "xb"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -219,7 +220,13 @@ def export_source(
             "onnx": onnx.__version__,
         },
     }
-    models._write_json(path.with_suffix(".json"), record)
+    try:
+        models._write_json(path.with_suffix(".json"), record)
+    except BaseException:
+        # A graph without its sidecar would be rebuilt anyway; do not leave it in the cache.
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
     report(5, steps)
     logger.info(
         "exported %s in %.1f s; against PyTorch: max %d levels, PSNR %.1f dB",
