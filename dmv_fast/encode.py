@@ -67,6 +67,9 @@ _DEFAULT_LAYOUTS = {
     8: "7.1",
 }
 _AAC_BITS_PER_CHANNEL = 96_000
+#: Lowest song sample rate taken: FFmpeg's resampler yields nothing from a few Hz to AAC's
+#: lowest rate (7350 Hz), which would leave the video without sound.
+MIN_AUDIO_RATE = 1000
 
 
 @dataclass(frozen=True)
@@ -358,10 +361,10 @@ class _AudioPlan:
 def check_audio(path: str | os.PathLike[str]) -> None:
     """Raise the one-line ValueError the encoder would raise for this song's audio track
     (no track, more than 8 channels, a layout AAC cannot carry), before any work starts."""
-    _plan_audio(Path(path))
+    _plan_audio(Path(path), log=False)
 
 
-def _plan_audio(path: Path) -> _AudioPlan:
+def _plan_audio(path: Path, log: bool = True) -> _AudioPlan:
     """Check the song's audio track and choose the AAC settings, before any work."""
     try:
         with av.open(str(path)) as inp:
@@ -374,13 +377,19 @@ def _plan_audio(path: Path) -> _AudioPlan:
     channels = layout.nb_channels
     if not 1 <= channels <= 8:
         raise ValueError(f"{str(path)!r} has {channels} audio channels; AAC carries 1 to 8")
+    if rate < MIN_AUDIO_RATE:
+        raise ValueError(
+            f"{str(path)!r} is sampled at {rate} Hz; the video's audio track needs at least"
+            f" {MIN_AUDIO_RATE} Hz"
+        )
     aac_rates = av.Codec("aac", "w").audio_rates or ()
     out_rate = rate
     if aac_rates and rate not in aac_rates:
         out_rate = min(aac_rates, key=lambda r: (abs(r - rate), -r))
-        logger.warning(
-            "AAC cannot carry %d Hz; resampling the audio track to %d Hz", rate, out_rate
-        )
+        if log:
+            logger.warning(
+                "AAC cannot carry %d Hz; resampling the audio track to %d Hz", rate, out_rate
+            )
     bit_rate = min(_AAC_BITS_PER_CHANNEL, 6 * out_rate) * channels
     for name in dict.fromkeys((layout.name, _DEFAULT_LAYOUTS[channels])):
         if name.endswith(" channels"):  # no channel names: AAC needs a named layout
@@ -683,6 +692,11 @@ class VideoWriter:
             if self._audio is not None:
                 self._audio.feed(self._audio_samples(self.frames_written))
                 self._audio.finish()
+                if self._audio.samples == 0:  # the muxer would drop the empty track
+                    raise RuntimeError(
+                        f"no audio could be decoded from {str(self.audio)!r}; not writing"
+                        f" {str(self.path)!r} without sound"
+                    )
             self._container.close()
             assert self._tmp is not None
             publish(self._tmp, self.path, self._overwrite)
