@@ -3,6 +3,7 @@ with a one-line message on a handled failure."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from enum import Enum
@@ -358,7 +359,14 @@ def render(
         raise _fail(message, exc.exit_code) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; no partial video was written", 130) from None
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, OSError) as exc:
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _fail(
+                f"disk full while writing {str(output_file)!r} ({exc.strerror});"
+                " no partial file was kept"
+            ) from None
+        raise _fail(_first_line(exc)) from None
+    except (ValueError, RuntimeError) as exc:
         raise _fail(_first_line(exc)) from None
     except Exception as exc:  # no traceback reaches the user; -v logs it
         logger.debug("unexpected failure", exc_info=True)
