@@ -497,8 +497,6 @@ def bench(
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: exits 0, 1 (a handled failure), 2 (a usage error), or 128 + the
     signal after SIGINT, SIGTERM or SIGHUP; every error is one line on stderr."""
-    import click
-
     try:
         args = expand_multi_value(sys.argv[1:] if argv is None else list(argv))
     except ValueError as exc:
@@ -507,10 +505,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with interrupts():
             code = app(args=args, prog_name="dmv-fast", standalone_mode=False)
-    except click.ClickException as exc:
-        typer.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort as exc:
+    except typer.TyperException as exc:  # usage errors: bad or missing options
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"error: {' '.join(message.split())}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.Abort as exc:
         cause = exc.__cause__
         if isinstance(cause, Interrupted):
             typer.echo(f"error: interrupted by {cause}", err=True)

@@ -116,11 +116,13 @@ class FrameStore:
         store = cls(folder, wanted)
         if create:
             sweep(folder)
-        elif store.total is not None and store.complete_frames() < store.total:
-            raise ValueError(
-                f"frames folder {str(folder)!r} holds {store.complete_frames()} of"
-                f" {store.total} frames; render the rest with -d"
-            )
+        elif store.total is not None:
+            done = store.complete_frames(log=False)
+            if done < store.total:
+                raise ValueError(
+                    f"frames folder {str(folder)!r} holds {done} of {store.total} frames"
+                    f" (frame {done} is missing or damaged); render the rest with -d"
+                )
         return store
 
     # -- queries -------------------------------------------------------------------
@@ -148,7 +150,7 @@ class FrameStore:
             return None
         return found if size is None or found == size else None
 
-    def complete_frames(self) -> int:
+    def complete_frames(self, log: bool = True) -> int:
         """How many intact frames are present in a row from frame 0 (where a resume starts).
 
         Every frame is verified (complete PNG, the size of frame 0): a damaged one ends the
@@ -161,7 +163,8 @@ class FrameStore:
         while (limit is None or n < limit) and self.path(n).name in names:
             found = self._check(n, size)
             if found is None:
-                logger.warning("frame file %s is damaged: it will be made again", self.path(n))
+                if log:
+                    logger.warning("frame file %s is damaged: it is made again", self.path(n))
                 break
             size = found
             n += 1

@@ -240,8 +240,10 @@ class RenderOptions:
                 raise _fail(name, value, "one of " + ", ".join(choices))
         if not _is_int(self.crf) or not 0 <= self.crf <= 51:
             raise _fail("crf", self.crf, "an integer in 0..51")
-        if not isinstance(self.preset, str) or not self.preset:
-            raise _fail("preset", self.preset, "an encoder preset name")
+        from dmv_fast.encode import X264_PRESETS
+
+        if self.preset not in X264_PRESETS:
+            raise _fail("preset", self.preset, "one of " + ", ".join(X264_PRESETS))
         for name in ("use_disk", "save_only"):
             if not isinstance(getattr(self, name), bool):
                 raise _fail(name, getattr(self, name), "True or False")
