@@ -220,10 +220,13 @@ class FrameStore:
         return np.stack(frames)
 
     def iter_batches(
-        self, start: int, stop: int, batch_size: int, max_bytes: int = READ_BATCH_BYTES
+        self, start: int, stop: int, batch_size: int, max_bytes: int | None = None
     ) -> Iterator[np.ndarray]:
         """Yield frames ``start .. stop - 1`` in order, at most ``batch_size`` at a time and
-        at most ``max_bytes`` of decoded pixels at a time (never fewer than one frame)."""
+        at most ``max_bytes`` (default :data:`READ_BATCH_BYTES`) of decoded pixels at a time
+        (never fewer than one frame)."""
+        if max_bytes is None:
+            max_bytes = READ_BATCH_BYTES
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         step = batch_size

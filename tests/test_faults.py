@@ -517,6 +517,26 @@ def test_damaged_frames_folder(case, framed, tmp_path, tiny, cache):
         assert tree(folder) == before
 
 
+def test_save_only_reads_frames_in_bounded_batches(framed, tmp_path, tiny, cache, monkeypatch):
+    """-s with a huge --batch_size reads at most READ_BATCH_BYTES of frames at once."""
+    from dmv_fast import frames
+
+    folder = tmp_path / "run"
+    shutil.copytree(framed, folder)
+    monkeypatch.setattr(frames, "READ_BATCH_BYTES", 5 * 128 * 128 * 3)
+    real = frames.FrameStore.read
+    sizes: list[int] = []
+
+    def read(self, start, stop):
+        sizes.append(stop - start)
+        return real(self, start, stop)
+
+    monkeypatch.setattr(frames.FrameStore, "read", read)
+    succeeded(cli(*args(folder, tiny, "-y", "-s", "--batch_size", "4096")))
+    assert max(sizes) == 5 and sum(sizes) == frames_in(folder / OUT) == frames_in(framed / OUT)
+    assert files(folder) == RESULT | {"o.frames"}
+
+
 # ---------------------------------------------------------------------------------------------
 # Damaged model caches: rebuilt, never trusted
 
@@ -604,6 +624,20 @@ def test_disk_full(case, run, tiny, cache, warm_cache, monkeypatch):
         monkeypatch.setenv("DMV_FAST_CACHE", str(cache))
         succeeded(cli(*args(run, tiny, *extra)))  # the rerun resumes
         assert files(run) == RESULT | {"o.frames"}
+
+
+def test_weights_that_are_not_a_plain_state_dict_are_refused(run, tiny, empty_cache, tmp_path):
+    """A checkpoint carrying Python objects is refused, never loaded with weights_only=False."""
+    import torch
+
+    bad = tmp_path / "bad-weights"
+    bad.mkdir()
+    shutil.copy(tiny / "config.json", bad / "config.json")
+    torch.save({"weight": torch.zeros(1), "hook": print}, bad / "pytorch_model.bin")
+    line = failed(cli(*args(run, bad)), 1, "not a plain state dict", "refused", "pytorch_model.bin")
+    assert "weights_only" not in line
+    assert files(run) == {SONG}
+    assert not [p for p in tree(empty_cache) if (empty_cache / p).is_file()]
 
 
 @pytest.mark.parametrize("target", ["onnx.save_model", "dmv_fast.models.atomic_write"])

@@ -131,6 +131,28 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+def test_reads_are_bounded_in_bytes_whatever_the_batch_size(tmp_path):
+    store = FrameStore.open(tmp_path / "out.frames", SETTINGS)
+    frames = gradient_frames(10, 16, 16)
+    store.write(0, frames)
+    batches = list(store.iter_batches(0, 10, 100_000, max_bytes=3 * 16 * 16 * 3))
+    assert [len(b) for b in batches] == [3, 3, 3, 1]
+    assert np.array_equal(np.concatenate(batches), frames)
+    assert [len(b) for b in store.iter_batches(0, 10, 100_000)] == [10]
+
+
+def test_damaged_frames_end_the_resume_point(tmp_path):
+    store = FrameStore.open(tmp_path / "out.frames", SETTINGS)
+    store.write(0, gradient_frames(6, 16, 16))
+    data = store.path(2).read_bytes()
+    store.path(2).write_bytes(data[: len(data) // 2])
+    assert store.complete_frames() == 2
+    Image.new("RGB", (8, 8)).save(store.path(2))  # whole, but not the size of the others
+    assert store.complete_frames() == 2
+    store.write(2, gradient_frames(1, 16, 16))
+    assert store.complete_frames() == 6
+
+
 def test_bad_writes_and_reads(tmp_path):
     store = FrameStore.open(tmp_path / "out.frames", SETTINGS)
     with pytest.raises(ValueError, match="uint8"):
