@@ -984,10 +984,13 @@ def run_bench(
         "isolated_rows": isolate,
         "e2e_limit": e2e_limit,
     }
-    (out / "bench.json").write_text(
-        json.dumps({"environment": env, "settings": settings, "rows": rows}, indent=2) + "\n"
+    from dmv_fast.files import atomic_write
+
+    atomic_write(
+        out / "bench.json",
+        json.dumps({"environment": env, "settings": settings, "rows": rows}, indent=2) + "\n",
     )
-    (out / "bench.md").write_text(report_header(env, settings) + table)
+    atomic_write(out / "bench.md", report_header(env, settings) + table)
     plot(rows, out / "bench.png", f"dmv-fast bench: {env['device']} / {env['cpu']}")
     return table
 
