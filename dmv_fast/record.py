@@ -95,10 +95,12 @@ def write_record(
     vectors: Vectors,
     options: RenderOptions,
     features: AudioFeatures,
+    *,
+    plan: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``NAME.dmv.npz`` and ``NAME.dmv.json`` beside ``output_file``; see
     :func:`stage_record`. Returns the path of the ``.npz`` file."""
-    return stage_record(output_file, vectors, options, features).publish()
+    return stage_record(output_file, vectors, options, features, plan=plan).publish()
 
 
 def stage_record(
@@ -107,6 +109,8 @@ def stage_record(
     options: RenderOptions,
     features: AudioFeatures,
     song_hash: str | None = None,
+    *,
+    plan: dict[str, Any] | None = None,
 ) -> StagedRecord:
     """Write the record of a run to temporaries beside ``output_file``, ready to publish.
 
@@ -116,6 +120,7 @@ def stage_record(
         options: the run's settings, all recorded.
         features: the song's features (its length and frame length identify it).
         song_hash: the song file's SHA-256 when the caller has it (else computed here).
+        plan: the resolved plan the frames were made with (:meth:`Plan.to_dict`).
 
     Returns:
         The staged record; nothing is under a final name until its ``publish()``.
@@ -154,6 +159,7 @@ def stage_record(
             for j, c in enumerate(vectors.classes)
         ],
         "settings": settings,
+        "plan": plan,
     }
 
     def write_npz(f: Any) -> None:
