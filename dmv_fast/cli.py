@@ -372,10 +372,8 @@ def render(
         raise _fail("interrupted; no partial video was written", 130) from None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _fail(
-                f"disk full while writing {str(output_file)!r} ({exc.strerror});"
-                " no partial file was kept"
-            ) from None
+            full = f"disk full while writing {str(output_file)!r} ({exc.strerror})"
+            raise _fail(full + "; no partial file was kept") from None
         raise _fail(_first_line(exc)) from None
     except (ValueError, RuntimeError) as exc:
         raise _fail(_first_line(exc)) from None
@@ -530,27 +528,21 @@ def main(argv: list[str] | None = None) -> None:
     signal after SIGINT, SIGTERM or SIGHUP; every error is one line on stderr."""
     try:
         args = expand_multi_value(sys.argv[1:] if argv is None else list(argv))
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    try:
         with interrupts():
             code = app(args=args, prog_name="dmv-fast", standalone_mode=False)
     except typer.TyperException as exc:  # usage errors: bad or missing options
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        typer.echo(f"error: {' '.join(message.split())}", err=True)
-        sys.exit(getattr(exc, "exit_code", 2))
-    except typer.Abort as exc:
-        cause = exc.__cause__
-        if isinstance(cause, Interrupted):
-            typer.echo(f"error: interrupted by {cause}", err=True)
-            sys.exit(cause.exit_code)
-        typer.echo("error: interrupted", err=True)
-        sys.exit(130)
-    except Interrupted as exc:  # between commands' own handlers: nothing was written
-        typer.echo(f"error: interrupted by {exc}", err=True)
-        sys.exit(exc.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+        message, code = " ".join(exc.format_message().split()), exc.exit_code
+    except ValueError as exc:  # --classes without a value
+        message, code = str(exc), 2
+    except (typer.Abort, Interrupted) as exc:  # a signal outside a command's own handler
+        sig = exc if isinstance(exc, Interrupted) else exc.__cause__
+        message, code = "interrupted", 130
+        if isinstance(sig, Interrupted):
+            message, code = f"interrupted by {sig}", sig.exit_code
+    else:
+        sys.exit(code if isinstance(code, int) else 0)
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

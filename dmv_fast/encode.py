@@ -490,7 +490,7 @@ class VideoWriter:
                 f"audio_start must be a finite number of seconds >= 0; got {audio_start!r}"
             )
         self._format: str = _check_destination(self.path, overwrite)
-        self._overwrite = bool(overwrite)
+        self._overwrite: bool = bool(overwrite)
         self.audio: Path | None = Path(audio) if audio is not None else None
         self._audio_plan: _AudioPlan | None = None
         if self.audio is not None:

@@ -194,10 +194,11 @@ class FrameStore:
             )
         for k, frame in enumerate(arr):
             image = Image.fromarray(np.ascontiguousarray(frame), "RGB")
-            atomic_write(
-                self.path(index + k),
-                lambda f, im=image: im.save(f, format="PNG", compress_level=1),
-            )
+
+            def save(f: Any, im: Image.Image = image) -> None:
+                im.save(f, format="PNG", compress_level=1)
+
+            atomic_write(self.path(index + k), save)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Frames ``start .. stop - 1`` as ``np.ndarray [shape=(stop - start, H, W, 3)]`` uint8."""

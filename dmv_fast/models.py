@@ -24,7 +24,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dmv_fast.files import atomic_write, publish, sweep
+from dmv_fast.files import atomic_write, publish, sweep, temporary
 from dmv_fast.plan import MAX_BATCH, MAX_SCALING, PIXEL_FORMATS, PIXELS, RESOLUTIONS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -517,6 +516,7 @@ def copy_onnx(path: Path, output: str | os.PathLike[str]) -> Path:
         sidecar = path.with_suffix(".json")
         for src, dest in ((path, out), (sidecar, out.with_suffix(".json"))):
             if src.exists():
-                with open(src, "rb") as f:
-                    atomic_write(dest, lambda w, f=f: shutil.copyfileobj(f, w, 1 << 20))
+                with temporary(dest) as tmp:
+                    shutil.copyfile(src, tmp)
+                    publish(tmp, dest, overwrite=True)
     return out
