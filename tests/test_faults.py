@@ -189,7 +189,7 @@ BAD_SONGS: dict[str, tuple[Callable[[Path], None], str | None]] = {
     "truncated mid-data": (lambda p: p.write_bytes(_wav_bytes(p)[:20000]), None),
     "silent": (lambda p: sf.write(p, np.zeros(44100, np.float32), 22050), None),
     "one sample": (lambda p: sf.write(p, np.full(1, 0.1, np.float32), 22050), None),
-    "nine channels": (lambda p: sf.write(p, _noise(22050, 9), 22050), "9 audio channels"),
+    "nine channels": (lambda p: sf.write(p, _noise(22050, 9), 22050), "9 channels"),
     "one hertz": (lambda p: sf.write(p, _noise(3, 1), 1), "1 Hz"),
     "a folder": (lambda p: p.mkdir(), "not a file"),
     "missing": (lambda p: None, "does not exist"),
@@ -283,7 +283,7 @@ BAD_OPTIONS = [
     (["--scaling", "1000"], 1, "scaling"),
     (["--seed", "-1"], 1, "seed"),
     (["--seed", str(2**64)], 1, "seed"),
-    (["--preset", "warp"], 1, "preset"),
+    (["--preset", "warp"], 2, "--preset"),
     (["--resolution", "64"], 2, "--resolution"),
     (["--backend", "tpu"], 2, "--backend"),
     (["--use_previous_vectors", "2"], 2, "--use_previous_vectors"),
@@ -300,11 +300,10 @@ def test_bad_option(extra, code, needle, run, tiny, cache):
 
 
 def test_help_keeps_brackets_and_long_names():
-    result = cli("--help")
+    result = cli("render", "--help")
     assert result.code == 0
-    assert "[export]" in result.stdout
-    long = cli("render", "--help")
-    assert "--sort-classes-by-power, --sort_classes_by_power" in long.stdout
+    assert "--sort-classes-by-power, --sort_classes_by_power" in result.stdout
+    assert "[required]" in result.stdout and "…" not in result.stdout
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,24 +313,36 @@ def test_help_keeps_brackets_and_long_names():
 def _read_only(folder: Path, monkeypatch) -> None:
     folder.chmod(0o555)
     if os.geteuid() == 0:  # root writes anywhere: show it the folder as other users see it
-        real = os.access
-        monkeypatch.setattr(
-            "dmv_fast.pipeline.os.access",
-            lambda p, mode: False if Path(p) == folder else real(p, mode),
-        )
+        import builtins
+
+        real = builtins.open
+
+        def refuse(path, *a, **k):
+            if Path(path).parent == folder:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real(path, *a, **k)
+
+        monkeypatch.setattr("dmv_fast.preflight.open", refuse, raising=False)
 
 
 OUTPUTS: dict[str, tuple[Callable[[Path, pytest.MonkeyPatch], str], list[str]]] = {
     # name: (prepare, return the -o value), (error words)
     "missing folder": (lambda f, mp: str(f / "nope" / OUT), ["does not exist"]),
-    "read-only folder": (lambda f, mp: (_read_only(f, mp), str(f / OUT))[1], ["not writable"]),
-    "under /proc": (lambda f, mp: "/proc/dmv-fast-out.mp4", ["cannot write the output"]),
+    "read-only folder": (
+        lambda f, mp: (_read_only(f, mp), str(f / OUT))[1],
+        ["does not take a new file"],
+    ),
+    "under /proc": (lambda f, mp: "/proc/dmv-fast-out.mp4", ["does not take a new file"]),
     "a folder": (lambda f, mp: ((f / "dir.mp4").mkdir(), str(f / "dir.mp4"))[1], ["a folder"]),
     "name too long": (lambda f, mp: str(f / ("x" * 300 + ".mp4")), ["too long"]),
     "temporary name too long": (lambda f, mp: str(f / ("x" * 240 + ".mp4")), ["too long"]),
-    "the song itself": (lambda f, mp: str(f / SONG), ["the song itself"]),
+    "the song itself": (lambda f, mp: str(_mkv_song(f)), ["the song itself"]),
     "the song through a symlink": (
-        lambda f, mp: ((f / "link.mp4").symlink_to(f / SONG), str(f / "link.mp4"))[1],
+        lambda f, mp: ((f / "link.mkv").symlink_to(_mkv_song(f)), str(f / "link.mkv"))[1],
+        ["the song itself"],
+    ),
+    "the song through a hard link": (
+        lambda f, mp: (os.link(_mkv_song(f), f / "hard.mkv"), str(f / "hard.mkv"))[1],
         ["the song itself"],
     ),
     "not a video suffix": (lambda f, mp: str(f / "o.avi"), ["must end in one of"]),
@@ -340,6 +351,20 @@ OUTPUTS: dict[str, tuple[Callable[[Path, pytest.MonkeyPatch], str], list[str]]] 
         ["already exists"],
     ),
 }
+
+
+def _mkv_song(folder: Path) -> Path:
+    """The song as Matroska audio (a container that is also a valid output suffix)."""
+    path = folder / "song.mkv"
+    if not path.exists():
+        with av.open(str(folder / SONG)) as inp, av.open(str(path), "w") as out:
+            stream = out.add_stream("flac", rate=22050, layout="mono")
+            for frame in inp.decode(audio=0):
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+    return path
 
 
 @pytest.mark.parametrize("overwrite", [False, True], ids=["", "-y"])
@@ -351,7 +376,8 @@ def test_unwritable_output(case, overwrite, run, tiny, cache, monkeypatch):
     target = prepare(run, monkeypatch)
     before = {p: p.read_bytes() for p in run.iterdir() if p.is_file()}
     extra = ["-y"] if overwrite else []
-    failed(cli(*args(run, tiny, *extra, out=target)), 1, *needles)
+    song = "song.mkv" if (run / "song.mkv").exists() else SONG
+    failed(cli(*args(run, tiny, *extra, out=target, song=song)), 1, *needles)
     run.chmod(0o755)
     assert {p: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
@@ -477,7 +503,7 @@ FRAMES: dict[str, tuple[Callable[[Path], None], str, int, str | None]] = {
         1,
         "is a file",
     ),
-    "-s truncated png": (lambda d: _truncate(d / "000003.png", 0.5), "-s", 1, "holds 3 of"),
+    "-s truncated png": (lambda d: _truncate(d / "000003.png", 0.5), "-s", 1, "frame 3 is"),
     "-s missing folder": (lambda d: shutil.rmtree(d), "-s", 1, "does not exist"),
     "-s other settings": (
         lambda d: _edit_json(d / "manifest.json", truncation=0.5),
@@ -523,7 +549,7 @@ def test_save_only_reads_frames_in_bounded_batches(framed, tmp_path, tiny, cache
 
     folder = tmp_path / "run"
     shutil.copytree(framed, folder)
-    monkeypatch.setattr(frames, "READ_BATCH_BYTES", 5 * 128 * 128 * 3)
+    monkeypatch.setattr(frames, "READ_BATCH_BYTES", 3 * 128 * 128 * 3)
     real = frames.FrameStore.read
     sizes: list[int] = []
 
@@ -532,8 +558,8 @@ def test_save_only_reads_frames_in_bounded_batches(framed, tmp_path, tiny, cache
         return real(self, start, stop)
 
     monkeypatch.setattr(frames.FrameStore, "read", read)
-    succeeded(cli(*args(folder, tiny, "-y", "-s", "--batch_size", "4096")))
-    assert max(sizes) == 5 and sum(sizes) == frames_in(folder / OUT) == frames_in(framed / OUT)
+    succeeded(cli(*args(folder, tiny, "-y", "-s", "--batch_size", "1024")))
+    assert max(sizes) == 3 and sum(sizes) == frames_in(folder / OUT) == frames_in(framed / OUT)
     assert files(folder) == RESULT | {"o.frames"}
 
 
