@@ -135,11 +135,14 @@ def _rename_noreplace(src: Path, dest: Path) -> bool:
     raise OSError(err, os.strerror(err), str(dest))
 
 
-def publish(tmp: str | os.PathLike[str], dest: str | os.PathLike[str], overwrite: bool) -> None:
+def publish(
+    tmp: str | os.PathLike[str], dest: str | os.PathLike[str], overwrite: bool, sync: bool = True
+) -> None:
     """Move the finished temporary ``tmp`` onto ``dest`` in one step.
 
-    The file is fsynced and given ordinary permissions first. With ``overwrite`` an existing
-    ``dest`` is replaced; without it ``dest`` is never replaced, even by a file another process
+    The file is given ordinary permissions and (``sync``) fsynced first, so that a power cut
+    cannot leave an empty file under the final name. With ``overwrite`` an existing ``dest``
+    is replaced; without it ``dest`` is never replaced, even by a file another process
     created a moment ago.
 
     Raises:
@@ -148,7 +151,8 @@ def publish(tmp: str | os.PathLike[str], dest: str | os.PathLike[str], overwrite
     """
     tmp, dest = Path(tmp), Path(dest)
     try:
-        _fsync(tmp)
+        if sync:
+            _fsync(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         if overwrite:
             os.replace(tmp, dest)
@@ -166,7 +170,8 @@ def publish(tmp: str | os.PathLike[str], dest: str | os.PathLike[str], overwrite
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(dest.parent)
+    if sync:
+        _fsync_dir(dest.parent)
 
 
 def atomic_write(
@@ -174,6 +179,7 @@ def atomic_write(
     write: Callable[[IO[bytes]], Any] | bytes | str,
     *,
     overwrite: bool = True,
+    sync: bool = True,
 ) -> Path:
     """Write ``dest`` whole or not at all.
 
@@ -181,6 +187,8 @@ def atomic_write(
         dest: the final path; its folder must exist.
         write: ``write(f)`` filling a binary file object, or the bytes / text itself.
         overwrite: replace an existing ``dest`` (False: :class:`FileExistsError` instead).
+        sync: fsync before the rename (survives a power cut, not only a crash); files that
+            are verified when read back (the ``-d`` frames) can skip it.
 
     Returns:
         ``dest`` as a Path.
@@ -194,7 +202,7 @@ def atomic_write(
                 f.write(write)
             else:
                 write(f)
-        publish(tmp, dest, overwrite)
+        publish(tmp, dest, overwrite, sync)
     return dest
 
 

@@ -198,7 +198,9 @@ class FrameStore:
             def save(f: Any, im: Image.Image = image) -> None:
                 im.save(f, format="PNG", compress_level=1)
 
-            atomic_write(self.path(index + k), save)
+            # No fsync per frame: a resume verifies every frame, so even a power cut costs at
+            # most a regenerated frame (benchmarks/results/files.md).
+            atomic_write(self.path(index + k), save, sync=False)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Frames ``start .. stop - 1`` as ``np.ndarray [shape=(stop - start, H, W, 3)]`` uint8."""
