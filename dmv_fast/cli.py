@@ -4,6 +4,7 @@ with a one-line message on a handled failure."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import sys
 from enum import Enum
@@ -15,12 +16,15 @@ import typer
 
 import dmv_fast
 from dmv_fast import plan
+from dmv_fast.files import Interrupted, interrupts
 from dmv_fast.options import RenderOptions
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: rich markup would eat "[export]" and cut long option names.
+    rich_markup_mode=None,
     help="Turn music into BigGAN-deep videos, as fast as the hardware allows.",
 )
 
@@ -71,7 +75,7 @@ def expand_multi_value(argv: list[str]) -> list[str]:
                 values.append(argv[i])
                 i += 1
             if not values:
-                out.append(arg)
+                raise ValueError(f"{arg} needs at least one value (an index or a name)")
             for value in values:
                 out.extend([arg, value])
             continue
@@ -92,6 +96,11 @@ def _version(value: bool) -> None:
     if value:
         typer.echo(f"dmv-fast {dmv_fast.__version__}")
         raise typer.Exit()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -356,10 +365,21 @@ def render(
         with _Progress(enabled=not quiet) as progress:
             vis = Visualizer(spec, encoder=options.encoder, progress=progress)
             result = vis.render(options, overwrite=overwrite)
+    except Interrupted as exc:  # SIGTERM / SIGHUP, turned into an interrupt by main()
+        message = f"interrupted by {exc}; no partial video was written"
+        raise _fail(message, exc.exit_code) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; no partial video was written", 130) from None
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, OSError) as exc:
-        raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            full = f"disk full while writing {str(output_file)!r} ({exc.strerror})"
+            raise _fail(full + "; no partial file was kept") from None
+        raise _fail(_first_line(exc)) from None
+    except (ValueError, RuntimeError) as exc:
+        raise _fail(_first_line(exc)) from None
+    except Exception as exc:  # no traceback reaches the user; -v logs it
+        logger.debug("unexpected failure", exc_info=True)
+        raise _fail(f"{type(exc).__name__}: {_first_line(exc)}") from None
     logger.info(
         "wrote %s: %d frames at %s fps, seed %d, classes %s",
         result.output,
@@ -476,6 +496,13 @@ def bench(
     song_seconds: Annotated[
         float, typer.Option("--song-seconds", help="Audio length for the end-to-end rows.")
     ] = 20.0,
+    e2e_limit: Annotated[
+        float,
+        typer.Option(
+            "--e2e-limit",
+            help="Skip an end-to-end row that needs more than this many budgets (0: never).",
+        ),
+    ] = 10.0,
 ) -> None:
     """Benchmark the backends; writes JSON, a markdown table and a PNG plot."""
     from dmv_fast.bench import run_bench
@@ -489,6 +516,7 @@ def bench(
             backends=[b for b in backends.split(",") if b],
             seconds=seconds,
             song_seconds=song_seconds,
+            e2e_limit=e2e_limit,
         )
     except (ValueError, RuntimeError, OSError) as exc:
         raise _fail(str(exc).splitlines()[0]) from None
@@ -496,9 +524,25 @@ def bench(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point."""
-    args = expand_multi_value(sys.argv[1:] if argv is None else list(argv))
-    app(args=args, prog_name="dmv-fast")
+    """Console entry point: exits 0, 1 (a handled failure), 2 (a usage error), or 128 + the
+    signal after SIGINT, SIGTERM or SIGHUP; every error is one line on stderr."""
+    try:
+        args = expand_multi_value(sys.argv[1:] if argv is None else list(argv))
+        with interrupts():
+            code = app(args=args, prog_name="dmv-fast", standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors: bad or missing options
+        message, code = " ".join(exc.format_message().split()), exc.exit_code
+    except ValueError as exc:  # --classes without a value
+        message, code = str(exc), 2
+    except (typer.Abort, Interrupted) as exc:  # a signal outside a command's own handler
+        sig = exc if isinstance(exc, Interrupted) else exc.__cause__
+        message, code = "interrupted", 130
+        if isinstance(sig, Interrupted):
+            message, code = f"interrupted by {sig}", sig.exit_code
+    else:
+        sys.exit(code if isinstance(code, int) else 0)
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -117,7 +117,9 @@ def contact_sheet(video: Path, sheet: Path, columns: int = 4, rows: int = 3) -> 
     grid = Image.new("RGB", (columns * w, rows * h))
     for k, idx in enumerate(picks):
         grid.paste(Image.fromarray(frames[idx]), ((k % columns) * w, (k // columns) * h))
-    grid.save(sheet)
+    from dmv_fast.files import atomic_write
+
+    atomic_write(sheet, lambda f: grid.save(f, format="PNG"))
     return sheet
 
 

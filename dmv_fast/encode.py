@@ -25,7 +25,6 @@ import logging
 import math
 import numbers
 import os
-import secrets
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 import av
 import numpy as np
 
+from dmv_fast.files import publish, temporary_name
 from dmv_fast.plan import CONTAINERS, ENCODERS, X264_PRESETS
 from dmv_fast.yuv import rgb_to_yuv420
 
@@ -54,6 +54,9 @@ _DEFAULT_LAYOUTS = {
     8: "7.1",
 }
 _AAC_BITS_PER_CHANNEL = 96_000
+#: Lowest song sample rate taken: FFmpeg's resampler yields nothing from a few Hz to AAC's
+#: lowest rate (7350 Hz), which would leave the video without sound.
+MIN_AUDIO_RATE = 1000
 
 
 @dataclass(frozen=True)
@@ -285,7 +288,13 @@ class _AudioPlan:
     bit_rate: int
 
 
-def _plan_audio(path: Path) -> _AudioPlan:
+def check_audio(path: str | os.PathLike[str]) -> None:
+    """Raise the one-line ValueError the encoder would raise for this song's audio track
+    (no track, more than 8 channels, a layout AAC cannot carry), before any work starts."""
+    _plan_audio(Path(path), log=False)
+
+
+def _plan_audio(path: Path, log: bool = True) -> _AudioPlan:
     """Check the song's audio track and choose the AAC settings, before any work."""
     try:
         with av.open(str(path)) as inp:
@@ -298,13 +307,19 @@ def _plan_audio(path: Path) -> _AudioPlan:
     channels = layout.nb_channels
     if not 1 <= channels <= 8:
         raise ValueError(f"{str(path)!r} has {channels} audio channels; AAC carries 1 to 8")
+    if rate < MIN_AUDIO_RATE:
+        raise ValueError(
+            f"{str(path)!r} is sampled at {rate} Hz; the video's audio track needs at least"
+            f" {MIN_AUDIO_RATE} Hz"
+        )
     aac_rates = av.Codec("aac", "w").audio_rates or ()
     out_rate = rate
     if aac_rates and rate not in aac_rates:
         out_rate = min(aac_rates, key=lambda r: (abs(r - rate), -r))
-        logger.warning(
-            "AAC cannot carry %d Hz; resampling the audio track to %d Hz", rate, out_rate
-        )
+        if log:
+            logger.warning(
+                "AAC cannot carry %d Hz; resampling the audio track to %d Hz", rate, out_rate
+            )
     bit_rate = min(_AAC_BITS_PER_CHANNEL, 6 * out_rate) * channels
     for name in dict.fromkeys((layout.name, _DEFAULT_LAYOUTS[channels])):
         if name.endswith(" channels"):  # no channel names: AAC needs a named layout
@@ -353,7 +368,7 @@ class _AudioTrack:
             take = min(self._pending.shape[1], target - self.samples)
             chunk, self._pending = self._pending[:, :take], self._pending[:, take:]
             frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(chunk), format="fltp", layout=self._plan.layout
+                np.ascontiguousarray(chunk.T).reshape(1, -1), format="flt", layout=self._plan.layout
             )
             frame.sample_rate = self._plan.rate
             frame.time_base = self._stream.time_base
@@ -377,9 +392,10 @@ class _AudioTrack:
                 raise RuntimeError(f"cannot decode the audio of {str(self._path)!r}: {e}") from e
             if self._resampler is None:
                 # Sample format only (and the rate where AAC cannot carry the song's own);
-                # the channel layout is relabelled below, never remixed.
+                # the channel layout is relabelled below, never remixed. Packed samples:
+                # PyAV reports 9 planes for 8-channel planar frames and crashes reading them.
                 self._resampler = av.AudioResampler(
-                    format="fltp",
+                    format="flt",
                     layout=frame.layout if frame is not None else self._plan.layout,
                     rate=self._plan.rate,
                 )
@@ -388,7 +404,10 @@ class _AudioTrack:
                 self._ended = True
             if not out:
                 continue
-            block = np.concatenate([f.to_ndarray() for f in out], axis=1).astype(np.float32)
+            channels = self._plan.channels
+            block = np.concatenate(
+                [f.to_ndarray().reshape(-1, channels).T for f in out], axis=1
+            ).astype(np.float32)
             if self._skip:
                 cut = min(self._skip, block.shape[1])
                 block, self._skip = block[:, cut:], self._skip - cut
@@ -405,8 +424,8 @@ class VideoWriter:
     """Write RGB frames and the song's audio into an H.264/AAC video.
 
     Use as a context manager. Frames go to a temporary file beside ``path``
-    (``.NAME.partial-XXXX.mp4``) that replaces ``path`` only when the block ends without an
-    exception; otherwise the temporary file is deleted, ``path`` is left as it was, and the
+    (``.NAME.mp4.tmp-<pid>-XXXX``) that becomes ``path`` only when the block ends without an
+    exception (and, without ``overwrite``, only if no other file took ``path`` meanwhile); otherwise the temporary file is deleted, ``path`` is left as it was, and the
     exception propagates (KeyboardInterrupt included).
 
     Args:
@@ -471,6 +490,7 @@ class VideoWriter:
                 f"audio_start must be a finite number of seconds >= 0; got {audio_start!r}"
             )
         self._format: str = _check_destination(self.path, overwrite)
+        self._overwrite: bool = bool(overwrite)
         self.audio: Path | None = Path(audio) if audio is not None else None
         self._audio_plan: _AudioPlan | None = None
         if self.audio is not None:
@@ -529,9 +549,7 @@ class VideoWriter:
                     self._config = dataclasses.replace(self._config, encoder="x264")
                 else:
                     raise RuntimeError(f"NVENC could not start: {e}") from e
-        self._tmp = self.path.with_name(
-            f".{self.path.name}.partial-{secrets.token_hex(4)}{self.path.suffix}"
-        )
+        self._tmp = temporary_name(self.path)
         try:
             self._container = av.open(str(self._tmp), "w", format=self._format)
             if video is not None:
@@ -590,9 +608,14 @@ class VideoWriter:
             if self._audio is not None:
                 self._audio.feed(self._audio_samples(self.frames_written))
                 self._audio.finish()
+                if self._audio.samples == 0:  # the muxer would drop the empty track
+                    raise RuntimeError(
+                        f"no audio could be decoded from {str(self.audio)!r}; not writing"
+                        f" {str(self.path)!r} without sound"
+                    )
             self._container.close()
             assert self._tmp is not None
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path, self._overwrite)
         except BaseException:
             self.abort()
             raise

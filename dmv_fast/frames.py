@@ -4,16 +4,17 @@
 index (``000000.png``; six digits, more when needed), and ``manifest.json``: the settings
 that decide the pixels (song, frame length, resolution, truncation, vectors hash, ...) and
 the total frame count, as the caller passes them. Every file is written under a temporary
-name and renamed, so a crash never leaves a half-written frame under a final name, and a
-rerun resumes after the last complete frame.
+name and renamed (:mod:`dmv_fast.files`), so a crash never leaves a half-written frame under a
+final name. A rerun verifies the frames it finds (a damaged or foreign PNG is regenerated)
+and resumes at the first frame that is missing or damaged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dmv_fast.files import atomic_write, sweep
+
 logger = logging.getLogger("dmv_fast")
 
 MANIFEST = "manifest.json"
 DIGITS = 6
-_PARTIAL = ".partial-"
+#: ``-s`` reads at most this many bytes of decoded frames at once, whatever the batch size.
+READ_BATCH_BYTES = 64 << 20
 
 
 def _normalise(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -34,16 +38,6 @@ def _normalise(manifest: dict[str, Any]) -> dict[str, Any]:
         return json.loads(json.dumps(manifest))
     except (TypeError, ValueError) as e:
         raise ValueError(f"frames manifest must be JSON data: {e}") from e
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}{_PARTIAL}{secrets.token_hex(4)}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class FrameStore:
@@ -108,21 +102,27 @@ class FrameStore:
                     f"frames folder {str(folder)!r} holds frames but no manifest.json, so"
                     " their settings are unknown; delete it or choose another output"
                 )
+            created = not folder.exists()
             folder.mkdir(parents=True, exist_ok=True)
-            _atomic_write(
-                folder / MANIFEST,
-                lambda p: p.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n"),
-            )
+            try:
+                atomic_write(folder / MANIFEST, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+            except BaseException:
+                if created:  # leave nothing behind: the folder is ours and empty
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+                raise
         else:
             _check_same(folder, stored, wanted)
         store = cls(folder, wanted)
         if create:
-            store._remove_partials()
-        elif store.total is not None and store.complete_frames() < store.total:
-            raise ValueError(
-                f"frames folder {str(folder)!r} holds {store.complete_frames()} of"
-                f" {store.total} frames; render the rest with -d"
-            )
+            sweep(folder)
+        elif store.total is not None:
+            done = store.complete_frames(log=False)
+            if done < store.total:
+                raise ValueError(
+                    f"frames folder {str(folder)!r} holds {done} of {store.total} frames"
+                    f" (frame {done} is missing or damaged); render the rest with -d"
+                )
         return store
 
     # -- queries -------------------------------------------------------------------
@@ -137,12 +137,36 @@ class FrameStore:
         """The file of frame ``index``."""
         return self.folder / f"{index:0{DIGITS}d}.png"
 
-    def complete_frames(self) -> int:
-        """How many frames are present in a row from frame 0 (where a resume starts)."""
+    def intact(self, index: int, size: tuple[int, int] | None = None) -> bool:
+        """Whether frame ``index`` is a complete PNG (of ``size`` = (width, height), if given)."""
+        return self._check(index, size) is not None
+
+    def _check(self, index: int, size: tuple[int, int] | None) -> tuple[int, int] | None:
+        try:
+            with Image.open(self.path(index)) as im:
+                found = im.size
+                im.verify()  # every chunk present, every CRC right
+        except (OSError, SyntaxError, ValueError):
+            return None
+        return found if size is None or found == size else None
+
+    def complete_frames(self, log: bool = True) -> int:
+        """How many intact frames are present in a row from frame 0 (where a resume starts).
+
+        Every frame is verified (complete PNG, the size of frame 0): a damaged one ends the
+        run of complete frames and is logged, and a resume makes it again.
+        """
         names = {p.name for p in self.folder.iterdir()}
         n = 0
         limit = self.total
+        size: tuple[int, int] | None = None
         while (limit is None or n < limit) and self.path(n).name in names:
+            found = self._check(n, size)
+            if found is None:
+                if log:
+                    logger.warning("frame file %s is damaged: it is made again", self.path(n))
+                break
+            size = found
             n += 1
         return n
 
@@ -170,10 +194,13 @@ class FrameStore:
             )
         for k, frame in enumerate(arr):
             image = Image.fromarray(np.ascontiguousarray(frame), "RGB")
-            _atomic_write(
-                self.path(index + k),
-                lambda p, im=image: im.save(p, format="PNG", compress_level=1),
-            )
+
+            def save(f: Any, im: Image.Image = image) -> None:
+                im.save(f, format="PNG", compress_level=1)
+
+            # No fsync per frame: a resume verifies every frame, so even a power cut costs at
+            # most a regenerated frame (benchmarks/results/files.md).
+            atomic_write(self.path(index + k), save, sync=False)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Frames ``start .. stop - 1`` as ``np.ndarray [shape=(stop - start, H, W, 3)]`` uint8."""
@@ -195,18 +222,26 @@ class FrameStore:
             raise ValueError(f"frames {start}..{stop - 1} in {str(self.folder)!r} differ in size")
         return np.stack(frames)
 
-    def iter_batches(self, start: int, stop: int, batch_size: int) -> Iterator[np.ndarray]:
-        """Yield frames ``start .. stop - 1`` in order, ``batch_size`` at a time."""
+    def iter_batches(
+        self, start: int, stop: int, batch_size: int, max_bytes: int | None = None
+    ) -> Iterator[np.ndarray]:
+        """Yield frames ``start .. stop - 1`` in order, at most ``batch_size`` at a time and
+        at most ``max_bytes`` (default :data:`READ_BATCH_BYTES`) of decoded pixels at a time
+        (never fewer than one frame)."""
+        if max_bytes is None:
+            max_bytes = READ_BATCH_BYTES
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-        for i in range(start, stop, batch_size):
-            yield self.read(i, min(i + batch_size, stop))
-
-    def _remove_partials(self) -> None:
-        """Delete temporary files a crash left behind."""
-        for p in self.folder.iterdir():
-            if _PARTIAL in p.name:
-                p.unlink(missing_ok=True)
+        step = batch_size
+        if start < stop:
+            try:
+                with Image.open(self.path(start)) as im:  # reads the header only
+                    width, height = im.size
+                step = max(1, min(batch_size, max_bytes // (width * height * 3)))
+            except (OSError, SyntaxError, ValueError):
+                pass  # read() names the problem
+        for i in range(start, stop, step):
+            yield self.read(i, min(i + step, stop))
 
 
 def _check_same(folder: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dmv_fast.files import atomic_write, publish, sweep, temporary
 from dmv_fast.plan import MAX_BATCH, MAX_SCALING, PIXEL_FORMATS, PIXELS, RESOLUTIONS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,18 +91,9 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (a temporary file beside ``path``, then a rename)."""
+    """Write JSON atomically (:func:`dmv_fast.files.atomic_write`), creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -310,7 +301,7 @@ def _download(url: str, dest: Path, progress: Progress | None, timeout: float = 
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # the partial file is already complete
-            os.replace(part, dest)
+            publish(part, dest, overwrite=True)
             return
         raise OSError(f"HTTP {e.code} {e.reason}") from e
     except (urllib.error.URLError, TimeoutError) as e:
@@ -331,7 +322,7 @@ def _download(url: str, dest: Path, progress: Progress | None, timeout: float = 
                     progress(done, max(total, done))
     if total and done != total:
         raise OSError(f"download of {url} stopped at {done} of {total} bytes")
-    os.replace(part, dest)
+    publish(part, dest, overwrite=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,6 +479,7 @@ def ensure_onnx(
     )
     source = resolve_weights(weights, resolution, progress=progress)
     key = onnx_key(source, precision, batch_size, scaling, pixels, pixel_format)
+    sweep(onnx_path(key).parent)  # exports killed before they finished
     path = None if force else cached_onnx(key)
     if path is None:
         if not torch_available():
@@ -522,8 +514,10 @@ def copy_onnx(path: Path, output: str | os.PathLike[str]) -> Path:
         out = out / path.name
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.resolve() != path.resolve():
-        shutil.copyfile(path, out)
         sidecar = path.with_suffix(".json")
-        if sidecar.exists():
-            shutil.copyfile(sidecar, out.with_suffix(".json"))
+        for src, dest in ((path, out), (sidecar, out.with_suffix(".json"))):
+            if src.exists():
+                with temporary(dest) as tmp:
+                    shutil.copyfile(src, tmp)
+                    publish(tmp, dest, overwrite=True)
     return out

@@ -246,13 +246,14 @@ def _render(
     from dmv_fast.audio import analyze
     from dmv_fast.frames import FrameStore
     from dmv_fast.preflight import preflight
-    from dmv_fast.record import read_record, write_record
+    from dmv_fast.record import read_record, song_sha256, stage_record
     from dmv_fast.trajectory import compute_vectors
 
     plan = vis.plan_for(options)
     preflight(options, overwrite=overwrite)  # song and output, before any analysis
     output = Path(options.output_file)
     song = Path(options.song)
+    song_hash = song_sha256(song)  # the song's identity in the record and the manifest
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -289,58 +290,65 @@ def _render(
     store = None
     if options.use_disk or options.save_only:
         manifest = _frames_manifest(options, plan, song, vectors.seed, noise, class_vectors)
+        manifest["song_sha256"] = song_hash
         if options.save_only and recorded is not None and "precision" in recorded:
             # -s makes no frames: the precision is whatever made the frames on disk.
             manifest["precision"] = recorded["precision"]
         store = FrameStore.open(folder, manifest, create=not options.save_only)
 
-    t0 = time.perf_counter()
-    if store is None:
-        fmt = plan.pixel_format
-        encoder = _encode(
-            vis.frames(noise, class_vectors, options.truncation, pixel_format=fmt),
-            plan,
-            options,
-            n_frames,
-            output,
-            overwrite,
-            progress,
-            stage="render",
-            pixel_format=fmt,
-        )
-    else:
-        if not options.save_only:  # -s: FrameStore.open has checked every frame is there
-            start = store.complete_frames()
-            if start:
-                logger.info("resuming from frame %d of %d in %s", start, n_frames, folder)
-            _run_overlapped(
-                vis.frames(noise[start:], class_vectors[start:], options.truncation),
-                lambda i, batch: store.write(start + i, batch),
+    # The video and its record are one result: the record waits under temporary names until
+    # the video is in place, and is dropped if the video fails.
+    with stage_record(output, vectors, options, features, song_hash, plan=plan.to_dict()) as staged:
+        t0 = time.perf_counter()
+        if store is None:
+            fmt = plan.pixel_format
+            encoder = _encode(
+                vis.frames(noise, class_vectors, options.truncation, pixel_format=fmt),
+                plan,
+                options,
                 n_frames,
-                start,
+                output,
+                overwrite,
+                progress,
+                stage="render",
+                pixel_format=fmt,
+            )
+        else:
+            if not options.save_only:  # -s: FrameStore.open has checked every frame is there
+                start = store.complete_frames()
+                if start:
+                    logger.info("resuming from frame %d of %d in %s", start, n_frames, folder)
+                _run_overlapped(
+                    vis.frames(noise[start:], class_vectors[start:], options.truncation),
+                    lambda i, batch: store.write(start + i, batch),
+                    n_frames,
+                    start,
+                    progress,
+                )
+                timings["generate"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+            encoder = _encode(
+                store.iter_batches(0, n_frames, vis.batch_size),
+                plan,
+                options,
+                n_frames,
+                output,
+                overwrite,
                 progress,
             )
-            timings["generate"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-        encoder = _encode(
-            store.iter_batches(0, n_frames, vis.batch_size),
-            plan,
-            options,
-            n_frames,
-            output,
-            overwrite,
-            progress,
-        )
-    timings["render" if store is None else "encode"] = time.perf_counter() - t0
-
-    record = write_record(output, vectors, options, features, plan=plan.to_dict())
+        timings["render" if store is None else "encode"] = time.perf_counter() - t0
+        try:
+            record = staged.publish()
+        except BaseException:
+            output.unlink(missing_ok=True)
+            raise
     return RenderResult(
         output=output,
         frames=n_frames,
         fps=options.fps,
         seed=vectors.seed,
         classes=tuple(vectors.classes),
-        record=Path(record) if record is not None else output.with_suffix(".dmv.npz"),
+        record=record,
         providers=providers,
         encoder=encoder,
         plan=plan.to_dict(),

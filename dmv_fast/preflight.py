@@ -5,7 +5,7 @@ Ranges are checked when :class:`~dmv_fast.options.RenderOptions` and
 resolved; what is left is here: the song (exists, readable, decodable header, channels the
 encoder takes) and the output (its folder exists and takes a new file, its name leaves room
 for the temporary name, it is not the song, it is not a folder, it does not exist unless
-overwriting).
+overwriting). Temporaries that killed runs left beside the output are swept here.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 
 from dmv_fast.audio import AudioInfo, probe_audio
+from dmv_fast.encode import check_audio
+from dmv_fast.files import sweep, temporary_name
 from dmv_fast.options import RenderOptions
 
 #: AAC in MP4 carries at most 8 channels (7.1).
@@ -49,15 +51,18 @@ def check_output(path: Path, overwrite: bool, song: Path | None = None) -> None:
         raise ValueError(f"output {str(path)!r} is the song itself: choose another output")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} already exists (pass --overwrite to replace it)")
-    # The real test of a writable folder (access() says yes for root, and for /proc).
+    # The real test of a writable folder (access() says yes for root, and for /proc), under
+    # the very temporary name the video will have.
+    probe = temporary_name(path)
     try:
-        with open(folder / f".{path.name}.probe-{os.getpid()}", "xb") as probe:
-            probe_path = probe.name
-        os.unlink(probe_path)
+        with open(probe, "xb"):
+            pass
+        os.unlink(probe)
     except OSError as e:
         raise ValueError(
             f"output folder {str(folder)!r} does not take a new file ({e.strerror or e})"
         ) from None
+    sweep(folder)  # temporaries of runs that were killed
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -74,6 +79,7 @@ def check_song(song: str | os.PathLike[str]) -> AudioInfo:
             f"song {os.fspath(song)!r} has {info.channels} channels; the video's AAC track takes "
             f"at most {MAX_CHANNELS}: mix it down first (for example to stereo)"
         )
+    check_audio(song)  # a sample rate or layout the AAC track cannot take
     return info
 
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
-import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dmv_fast.audio import SAMPLE_RATE, AudioFeatures
+from dmv_fast.files import publish, temporary_name
 from dmv_fast.options import N_IMAGENET, RenderOptions
 from dmv_fast.trajectory import NOISE_DIM, Vectors
 
@@ -34,28 +37,57 @@ def record_paths(output_file: str | os.PathLike[str]) -> tuple[Path, Path]:
     return out.with_name(stem + ".dmv.npz"), out.with_name(stem + ".dmv.json")
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        # mkstemp makes the file private; give it the permissions of a normal new file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _song_size(song: str) -> int | None:
     try:
         return os.path.getsize(song)
     except OSError:
         return None
+
+
+def song_sha256(song: str | os.PathLike[str], chunk: int = 1 << 20) -> str | None:
+    """SHA-256 of the song file's bytes (its identity in records and manifests), or None."""
+    digest = hashlib.sha256()
+    try:
+        with open(song, "rb") as f:
+            while block := f.read(chunk):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+class StagedRecord:
+    """A record written to temporaries beside the video, not yet under its final names.
+
+    The video and its record are one result: the pipeline stages the record before it
+    encodes, publishes the record only once the video is in place, and discards it when the
+    video fails. Use :meth:`publish` or :meth:`discard` (a ``with`` block discards on error).
+    """
+
+    def __init__(self, pairs: list[tuple[Path, Path]]) -> None:
+        self._pairs = pairs  # (temporary, destination)
+        self.path = pairs[0][1]  # the .npz
+
+    def publish(self) -> Path:
+        """Rename the temporaries onto ``NAME.dmv.npz`` / ``NAME.dmv.json``; returns the npz."""
+        try:
+            for tmp, dest in self._pairs:
+                publish(tmp, dest, overwrite=True)
+        finally:
+            self.discard()
+        return self.path
+
+    def discard(self) -> None:
+        """Delete whatever temporaries are left."""
+        for tmp, _ in self._pairs:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def __enter__(self) -> StagedRecord:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.discard()
 
 
 def write_record(
@@ -66,17 +98,32 @@ def write_record(
     *,
     plan: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``NAME.dmv.npz`` and ``NAME.dmv.json`` beside ``output_file``, each atomically.
+    """Write ``NAME.dmv.npz`` and ``NAME.dmv.json`` beside ``output_file``; see
+    :func:`stage_record`. Returns the path of the ``.npz`` file."""
+    return stage_record(output_file, vectors, options, features, plan=plan).publish()
+
+
+def stage_record(
+    output_file: str | os.PathLike[str],
+    vectors: Vectors,
+    options: RenderOptions,
+    features: AudioFeatures,
+    song_hash: str | None = None,
+    *,
+    plan: dict[str, Any] | None = None,
+) -> StagedRecord:
+    """Write the record of a run to temporaries beside ``output_file``, ready to publish.
 
     Args:
         output_file: the video's path (``NAME.mp4``).
         vectors: the whole song's vectors (``F = features.n_frames`` rows).
         options: the run's settings, all recorded.
         features: the song's features (its length and frame length identify it).
+        song_hash: the song file's SHA-256 when the caller has it (else computed here).
         plan: the resolved plan the frames were made with (:meth:`Plan.to_dict`).
 
     Returns:
-        The path of the ``.npz`` file.
+        The staged record; nothing is under a final name until its ``publish()``.
     """
     npz_path, json_path = record_paths(output_file)
     if vectors.n_frames != features.n_frames:
@@ -95,6 +142,7 @@ def write_record(
         "dmv_fast_version": __version__,
         "song": os.path.abspath(options.song),
         "song_size": _song_size(options.song),
+        "song_sha256": song_hash or song_sha256(options.song),
         "n_samples": features.n_samples,
         "sample_rate": SAMPLE_RATE,
         "duration": features.duration,
@@ -127,9 +175,18 @@ def write_record(
     def write_json(f: Any) -> None:
         f.write((json.dumps(meta, indent=2) + "\n").encode("utf-8"))
 
-    _atomic_write(npz_path, write_npz)
-    _atomic_write(json_path, write_json)
-    return npz_path
+    pairs: list[tuple[Path, Path]] = []
+    try:
+        for dest, write in ((npz_path, write_npz), (json_path, write_json)):
+            tmp = temporary_name(dest)
+            pairs.append((tmp, dest))
+            with open(tmp, "xb") as f:
+                write(f)
+    except BaseException:
+        if pairs:
+            StagedRecord(pairs).discard()
+        raise
+    return StagedRecord(pairs)
 
 
 def read_record(
@@ -138,8 +195,8 @@ def read_record(
     """Read the record beside ``output_file`` back, for the song described by ``features``.
 
     Raises:
-        ValueError: no record, a damaged one, or one from another song (length or file size)
-            or another frame length.
+        ValueError: no record, a damaged one, or one from another song (content hash, length
+            or file size) or another frame length.
     """
     npz_path, json_path = record_paths(output_file)
     for p in (json_path, npz_path):
@@ -151,24 +208,26 @@ def read_record(
     try:
         meta = json.loads(json_path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"record {str(json_path)!r} is unreadable ({e})") from e
+        raise ValueError(f"record {str(json_path)!r} is damaged ({e})") from e
     if not isinstance(meta, dict) or meta.get("format") != RECORD_FORMAT:
         raise ValueError(f"{str(json_path)!r} is not a dmv-fast record")
     if meta.get("frame_length") != features.frame_length:
         raise ValueError(
-            f"record {str(json_path)!r} was made with frame_length {meta.get('frame_length')}, "
+            f"record {str(json_path)!r} was made with frame_length {meta.get('frame_length')!r}, "
             f"this run uses {features.frame_length}"
         )
-    song_size = _song_size(options.song)
-    if meta.get("n_samples") != features.n_samples or (
-        song_size is not None
-        and meta.get("song_size") is not None
-        and meta["song_size"] != song_size
-    ):
+    recorded_hash = meta.get("song_sha256")
+    if recorded_hash is not None:
+        same = recorded_hash == song_sha256(options.song)
+    else:  # records written before the content hash: length and byte size
+        song_size = _song_size(options.song)
+        same = meta.get("n_samples") == features.n_samples and (
+            song_size is None or meta.get("song_size") in (None, song_size)
+        )
+    if not same or meta.get("n_samples") != features.n_samples:
         raise ValueError(
-            f"record {str(json_path)!r} was made from another song "
-            f"({meta.get('song')!r}, {meta.get('duration', 0):.3f} s); "
-            f"this run's song {options.song!r} lasts {features.duration:.3f} s"
+            f"record {str(json_path)!r} was made from another song ({meta.get('song')!r}); "
+            f"this run's song is {options.song!r}"
         )
     try:
         with np.load(npz_path, allow_pickle=False) as data:
@@ -176,12 +235,16 @@ def read_record(
             noise = np.asarray(data["noise_vectors"], dtype=np.float32)
             classes = tuple(int(c) for c in data["classes"])
             pitches = tuple(int(p) for p in data["pitches"]) if "pitches" in data else ()
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"record {str(npz_path)!r} is unreadable ({e})") from e
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise ValueError(
+            f"record {str(npz_path)!r} is damaged (not a complete dmv-fast vectors file); "
+            "render again without --use_previous_vectors/--use_previous_classes"
+        ) from e
     f = features.n_frames
     if class_vectors.shape != (f, N_IMAGENET) or noise.shape != (f, NOISE_DIM):
         raise ValueError(
-            f"record {str(npz_path)!r} holds {noise.shape[0]} frames, the song has {f}"
+            f"record {str(npz_path)!r} holds vectors of shape {noise.shape}, the song has {f}"
+            " frames"
         )
     seed = meta.get("seed")
     if not isinstance(seed, int):

@@ -448,7 +448,8 @@ def pick_classes(
         return tuple(random_classes[:k])
     chosen = tuple(int(c) for c in chosen)
     if len(chosen) not in (MAX_CLASSES, k):
-        raise ValueError(f"classes: {len(chosen)} given, must be {MAX_CLASSES} or {k}")
+        wanted = f"{MAX_CLASSES}" if k == MAX_CLASSES else f"{MAX_CLASSES} or {k}"
+        raise ValueError(f"classes: {len(chosen)} given, must be {wanted} (num_classes is {k})")
     for c in chosen:
         if not 0 <= c < N_IMAGENET:
             raise ValueError(f"class index must be in 0..{N_IMAGENET - 1}, got {c}")

@@ -13,6 +13,7 @@ from _media import fake_pynvvideocodec, gradient_frames, probe, write_song
 
 from dmv_fast import encode
 from dmv_fast.encode import VideoWriter, probe_nvenc, rgb_to_nv12
+from dmv_fast.files import is_temporary
 
 N = 40  # frames per test video
 
@@ -36,7 +37,7 @@ def _write(path, frames, fps, audio=None, batch=7, **kw):
 
 
 def _leftovers(folder):
-    return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name)
+    return sorted(p.name for p in folder.iterdir() if is_temporary(p))
 
 
 @pytest.mark.parametrize(

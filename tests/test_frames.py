@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import numpy as np
 import pytest
 from _media import gradient_frames
 from PIL import Image
 
-from dmv_fast import frames as frames_module
 from dmv_fast.frames import FrameStore
 
 SETTINGS = {
@@ -96,8 +97,7 @@ def test_crash_mid_write_leaves_no_final_frame(tmp_path, monkeypatch):
     real_save = Image.Image.save
 
     def crash_after_a_few_bytes(self, fp, *args, **kwargs):
-        with open(fp, "wb") as f:
-            f.write(b"\x89PNG half")
+        fp.write(b"\x89PNG half")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Image.Image, "save", crash_after_a_few_bytes)
@@ -113,10 +113,44 @@ def test_leftover_partials_are_ignored_and_cleaned(tmp_path):
     folder = tmp_path / "out.frames"
     store = FrameStore.open(folder, SETTINGS)
     store.write(0, gradient_frames(1, 16, 16))
-    (folder / f".000001.png{frames_module._PARTIAL}dead").write_bytes(b"half")
+    dead = _dead_pid()
+    (folder / f".000001.png.tmp-{dead}-0123abcd").write_bytes(b"half")
+    live = folder / f".000002.png.tmp-{os.getpid()}-0123abcd"  # a run still writing
+    live.write_bytes(b"half")
     assert store.complete_frames() == 1
     FrameStore.open(folder, SETTINGS)
-    assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "manifest.json"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["000000.png", live.name, "manifest.json"]
+    )
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_reads_are_bounded_in_bytes_whatever_the_batch_size(tmp_path):
+    store = FrameStore.open(tmp_path / "out.frames", SETTINGS)
+    frames = gradient_frames(10, 16, 16)
+    store.write(0, frames)
+    batches = list(store.iter_batches(0, 10, 100_000, max_bytes=3 * 16 * 16 * 3))
+    assert [len(b) for b in batches] == [3, 3, 3, 1]
+    assert np.array_equal(np.concatenate(batches), frames)
+    assert [len(b) for b in store.iter_batches(0, 10, 100_000)] == [10]
+
+
+def test_damaged_frames_end_the_resume_point(tmp_path):
+    store = FrameStore.open(tmp_path / "out.frames", SETTINGS)
+    store.write(0, gradient_frames(6, 16, 16))
+    data = store.path(2).read_bytes()
+    store.path(2).write_bytes(data[: len(data) // 2])
+    assert store.complete_frames() == 2
+    Image.new("RGB", (8, 8)).save(store.path(2))  # whole, but not the size of the others
+    assert store.complete_frames() == 2
+    store.write(2, gradient_frames(1, 16, 16))
+    assert store.complete_frames() == 6
 
 
 def test_bad_writes_and_reads(tmp_path):

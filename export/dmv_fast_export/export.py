@@ -6,7 +6,6 @@ import contextlib
 import logging
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 
 import dmv_fast
 from dmv_fast import models
+from dmv_fast.files import publish, temporary
 from dmv_fast.models import Progress, WeightsSource
 from dmv_fast.truncation import bn_inputs
 from dmv_fast_export import EXPORTER_VERSION
@@ -212,10 +212,7 @@ def export_source(
         graph = append_yuv420(graph, OUTPUT, YUV, keep_rgb=True)
     size = source.resolution * scaling
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".onnx.tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with temporary(path) as tmp:
         onnx.save_model(graph, tmp)
         del graph
         # Path-based checks run in C++ without copying the model through Python; strict shape
@@ -235,11 +232,7 @@ def export_source(
                 f"the graph's YUV planes differ from the host conversion by "
                 f"{check['yuv_max_diff']} levels; not caching it"
             )
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+        publish(tmp, path, overwrite=True)
     record = {
         "key": key,
         "weights": source.name if source.kind != "local" else os.fspath(source.weights_file),
@@ -269,7 +262,13 @@ def export_source(
             "onnx": onnx.__version__,
         },
     }
-    models.write_json(path.with_suffix(".json"), record)
+    try:
+        models.write_json(path.with_suffix(".json"), record)
+    except BaseException:
+        # A graph without its sidecar would be rebuilt anyway; do not leave it in the cache.
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
     report(5, steps)
     logger.info(
         "exported %s in %.1f s; against PyTorch: max %d levels, PSNR %.1f dB",

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,18 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a damaged or foreign file
+        # Never pass on torch's advice to load it with weights_only=False: that runs
+        # whatever code the file carries.
+        if "Unsupported global" in str(e):
+            raise ValueError(
+                f"{os.fspath(path)!r} is not a plain state dict of tensors (it holds other"
+                " Python objects) and was refused"
+            ) from e
+        if isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e):
+            raise ValueError(
+                f"{os.fspath(path)!r} is not a readable PyTorch checkpoint (damaged, or not a"
+                " state dict)"
+            ) from e
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(
             f"{os.fspath(path)!r} is not a readable PyTorch checkpoint: {first}"
