@@ -12,8 +12,9 @@ every finished segment and renders only the missing ones; a different manifest c
 folder.
 
 :func:`join_segments` remuxes the segments' packets into one stream, shifting each
-segment's timestamps by its first frame's global index (computed from pts: with B-frames the
-first dts of a segment is negative), then encodes the song's audio once, interleaved with
+segment's presentation timestamps by its first frame's global index (offsets come from pts:
+with B-frames a segment's first dts is negative, and a short segment has a smaller decode
+delay; decode timestamps are renumbered over the whole stream), then encodes the song's audio once, interleaved with
 the video, exactly as a one-process render does (AAC priming and frames never split at a
 join). The output appears under its final name only when every segment was joined.
 """
@@ -267,6 +268,16 @@ def _segment_packets(path: Path, seg: Segment, fps: Fraction) -> Iterator[tuple[
             yield packet, seg.start + int(pts), seg.start + int(dts)
 
 
+def _decode_delay(path: Path, seg: Segment, fps: Fraction) -> int:
+    """Frames between a segment's first decode and first presentation time (B-frames)."""
+    try:
+        for _, _pts, dts in _segment_packets(path, seg, fps):
+            return max(0, seg.start - dts)
+    except (av.FFmpegError, OSError) as e:
+        raise RuntimeError(f"cannot read segment {str(path)!r}: {e}") from e
+    raise RuntimeError(f"segment {str(path)!r} holds no frames")
+
+
 def join_segments(
     parts: Sequence[tuple[Segment, Path]],
     output: Path,
@@ -304,6 +315,10 @@ def join_segments(
     if expected == 0:
         raise RuntimeError("no segments to join")
     audio_plan = plan_audio(Path(song)) if song is not None else None
+    # Decode delay of the joined stream: the largest of the segments' (a segment shorter
+    # than x264's B-frame run has a smaller one). Packet i in decode order gets
+    # dts = i - delay: strictly increasing, one frame apart, and never after its pts.
+    delay = max(_decode_delay(path, seg, fps) for seg, path in parts)
     time_base = 1 / Fraction(fps)
     tmp = output.with_name(f".{output.name}{_PARTIAL}{secrets.token_hex(4)}{output.suffix}")
     container = av.open(str(tmp), "w", format=CONTAINERS[suffix])
@@ -311,7 +326,7 @@ def join_segments(
     try:
         stream: Any = None
         extradata: bytes | None = None
-        written, last_dts = 0, None
+        written = 0
         for seg, path in parts:
             with av.open(str(path)) as c:
                 template = c.streams.video[0]
@@ -328,17 +343,16 @@ def join_segments(
                         f"segment {str(path)!r} was encoded with other settings than the first"
                     )
             seen = set()
-            for packet, pts, dts in _segment_packets(path, seg, fps):
-                if last_dts is not None and dts <= last_dts:
-                    raise RuntimeError(f"segment {str(path)!r}: decode timestamps out of order")
-                if not seg.start <= pts < seg.stop:
+            for packet, pts, _ in _segment_packets(path, seg, fps):
+                dts = written - delay
+                if not seg.start <= pts < seg.stop or dts > pts:
                     raise RuntimeError(f"segment {str(path)!r} holds frame {pts} out of its range")
                 seen.add(pts)
                 packet.pts, packet.dts, packet.duration = pts, dts, 1
                 packet.time_base = time_base
                 packet.stream = stream
                 container.mux(packet)
-                written, last_dts = written + 1, dts
+                written += 1
                 if audio is not None and audio_plan is not None:
                     audio.feed(round(Fraction(written) / fps * audio_plan.rate))
             if len(seen) != seg.frames:
