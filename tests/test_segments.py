@@ -185,9 +185,16 @@ def test_segmented_render_equals_the_one_process_render(tmp_path, tiny_weights, 
     from dmv_fast.segmented import render_segmented
 
     one = render(_opts(song, tmp_path / "one.mp4", tiny_weights, crf=0))
+    calls = []
     seg = render_segmented(
-        _opts(song, tmp_path / "seg.mp4", tiny_weights, crf=0), workers=2, segment_frames=8
+        _opts(song, tmp_path / "seg.mp4", tiny_weights, crf=0),
+        workers=2,
+        segment_frames=8,
+        progress=lambda stage, done, total: calls.append((stage, done, total)),
     )
+    # Progress counts the frames of both workers, batch by batch, up to the whole video.
+    frames = [done for stage, done, total in calls if stage == "render"]
+    assert frames == sorted(frames) and frames[-1] == 33 and len(set(frames)) > 5
     assert seg.frames == one.frames == 33 and seg.fps == one.fps == FPS
     _check_timing(tmp_path / "seg.mp4", one.frames, FPS)
     a, b = probe(tmp_path / "one.mp4"), probe(tmp_path / "seg.mp4")
@@ -326,3 +333,35 @@ def test_bad_requests_fail_in_one_line_before_any_work(tmp_path, tiny_weights, s
         render_segmented(opts, ray_address="local", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav", "v.mp4"]
     assert out.read_bytes() == b"old"
+
+
+def test_batch_command_renders_every_song_into_the_folder(tmp_path, tiny_weights, make_song):
+    import typer
+    from typer.testing import CliRunner
+
+    from dmv_fast.cli_batch import register
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """dmv-fast."""
+
+    register(app)
+    songs = [make_song(f"song{i}.wav", seconds=1.0 + i, seed=i) for i in range(2)]
+    out = tmp_path / "videos"
+    common = ["--resolution", "128", "--weights", str(tiny_weights), "--batch-size", "4",
+              "--frame-length", "2048", "--backend", "cpu", "--seed", "5", "-q"]  # fmt: skip
+    args = ["batch", *map(str, songs), "--out-dir", str(out), "--workers", "1", *common]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for i, s in enumerate(songs):
+        video = out / f"{s.stem}.mp4"
+        _check_timing(video, 1 + int((1.0 + i) * 22050) // 2048, FPS)
+    # A second run refuses to overwrite, in one line, and changes nothing.
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "already exists" in result.output
+    bad = CliRunner().invoke(app, ["batch", str(songs[0]), "--out-dir", str(out), "--workers",
+                                   "0", *common])  # fmt: skip
+    assert bad.exit_code == 1 and "workers must be an integer >= 1" in bad.output
