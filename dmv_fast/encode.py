@@ -35,23 +35,10 @@ from typing import Any
 import av
 import numpy as np
 
+from dmv_fast.plan import CONTAINERS, ENCODERS, X264_PRESETS
+
 logger = logging.getLogger("dmv_fast")
 
-ENCODERS = ("auto", "x264", "nvenc")
-X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
-)
-#: Container format for each accepted output suffix.
-CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 #: Keyframe interval in frames (x264's default keyint; used for NVENC as well).
 GOP = 250
 #: AAC channel layouts used when the song's layout has no channel names.
