@@ -77,6 +77,7 @@ def batch(
     """Render several songs with the same settings on the same workers (local or Ray)."""
     from dmv_fast.classes import resolve_classes
     from dmv_fast.options import RenderOptions
+    from dmv_fast.plan import ModelSpec
     from dmv_fast.segmented import render_many
 
     _setup_logging(verbose, quiet)
@@ -88,17 +89,19 @@ def batch(
         if out_dir.exists() and not out_dir.is_dir():
             raise ValueError(f"--out-dir {str(out_dir)!r} is not a folder")
         resolved = resolve_classes(classes) if classes else None
+        spec = ModelSpec(
+            resolution=int(resolution.value),
+            weights=weights,
+            backend=backend.value,
+            precision=precision.value,
+            batch_size=batch_size,
+            scaling=scaling,
+            pixels=pixels.value,
+        )
         options = [
             RenderOptions(
                 song=str(song),
                 output_file=str(out_dir / f"{song.stem}.mp4"),
-                resolution=int(resolution.value),
-                weights=weights,
-                backend=backend.value,
-                precision=precision.value,
-                batch_size=batch_size,
-                scaling=scaling,
-                pixels=pixels.value,
                 frame_length=frame_length,
                 pitch_sensitivity=pitch_sensitivity,
                 tempo_sensitivity=tempo_sensitivity,
@@ -115,12 +118,15 @@ def batch(
             )
             for song in songs
         ]
-        for opts in options:
-            opts.validate()
         out_dir.mkdir(parents=True, exist_ok=True)
         with _Progress(enabled=not quiet) as progress:
             results = render_many(
-                options, workers=workers, ray_address=ray, overwrite=overwrite, progress=progress
+                options,
+                spec,
+                workers=workers,
+                ray_address=ray,
+                overwrite=overwrite,
+                progress=progress,
             )
     except KeyboardInterrupt:
         raise _fail("interrupted; finished segments are kept for a rerun", 130) from None

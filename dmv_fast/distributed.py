@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from dmv_fast.workers import SegmentDone, SegmentTask, SegmentWorker
+from dmv_fast.workers import SegmentDone, SegmentTask, SegmentWorker, WorkerModel
 
 logger = logging.getLogger("dmv_fast")
 
@@ -65,7 +65,9 @@ class RayPool:
     """Segment workers as Ray actors.
 
     Args:
-        settings: :func:`dmv_fast.workers.model_settings` of the model every actor builds.
+        model: the :class:`~dmv_fast.plan.ModelSpec` (or a plan's) every actor builds; each
+            actor resolves it on its own machine (with libx264), so GPU nodes get the GPU
+            plan whatever the driver's machine has.
         address: the cluster (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``), or None /
             ``"local"`` for a local Ray instance. Ignored when Ray is already initialised.
         actors: how many actors (default: as many as the cluster holds).
@@ -81,7 +83,7 @@ class RayPool:
 
     def __init__(
         self,
-        settings: dict[str, Any],
+        model: Any,
         *,
         address: str | None = None,
         actors: int | None = None,
@@ -107,8 +109,11 @@ class RayPool:
             )
             self._owns = True
         try:
+            spec = WorkerModel(model).spec
             gpus = ray.cluster_resources().get("GPU", 0)
-            self.on_gpu = settings.get("backend") != "cpu" and gpus >= 1
+            # The spec may run on a GPU unless it says cpu (or int8, a CPU precision).
+            maybe_gpu = spec.backend != "cpu" and spec.precision != "int8"
+            self.on_gpu = maybe_gpu and gpus >= 1
             per_actor = {"CPU": 1.0, "GPU": 1.0 / actors_per_gpu} if self.on_gpu else {"CPU": 1.0}
             room = actors_that_fit(ray.nodes(), per_actor)
             if room < 1:
@@ -116,15 +121,15 @@ class RayPool:
                     f"the Ray cluster has no node with room for a worker ({per_actor})"
                 )
             self.actors = min(actors, room) if actors else room
-            if not self.on_gpu:  # one core per CPU actor: its ONNX Runtime gets one thread
-                settings = {**settings, "threads": 1}
+            # One core per CPU actor: its ONNX Runtime gets one thread.
+            worker_model = WorkerModel(spec, threads=None if self.on_gpu else 1)
             remote = ray.remote(worker_class).options(
                 num_cpus=per_actor["CPU"],
                 num_gpus=per_actor.get("GPU", 0),
                 max_restarts=max_restarts,
                 max_task_retries=max_restarts,
             )
-            self._handles = [remote.remote(settings) for _ in range(self.actors)]
+            self._handles = [remote.remote(worker_model) for _ in range(self.actors)]
             self._pool = ActorPool(self._handles)
         except BaseException:
             self.close()

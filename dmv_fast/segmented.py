@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from dmv_fast.options import RenderOptions
-from dmv_fast.pipeline import ProgressCallback, RenderResult, _no_progress, check_output
+from dmv_fast.pipeline import ProgressCallback, RenderResult, _no_progress
+from dmv_fast.plan import Plan
 from dmv_fast.segments import (
     SEGMENT_FRAMES,
     Segment,
@@ -34,7 +36,7 @@ from dmv_fast.segments import (
     plan_segments,
     segments_folder,
 )
-from dmv_fast.workers import SegmentTask, default_workers, model_settings
+from dmv_fast.workers import SegmentTask, WorkerModel
 
 logger = logging.getLogger("dmv_fast")
 
@@ -44,6 +46,8 @@ class _Job:
     """One song on its way through the workers."""
 
     options: RenderOptions
+    plan: Plan
+    video: VideoSettings
     output: Path
     folder: SegmentFolder
     segments: list[Segment]
@@ -65,12 +69,31 @@ def _check_count(value: Any, name: str) -> int | None:
     return value
 
 
+def _plan_of(model: Any, workers: int | None) -> Plan:
+    """The resolved plan of ``model``, with libx264 (what segments encode with)."""
+    from dmv_fast.pipeline import Visualizer
+    from dmv_fast.plan import ModelSpec, resolve
+
+    if isinstance(model, Visualizer):
+        plan = model.plan
+    elif isinstance(model, Plan):
+        plan = model
+    elif model is None or isinstance(model, ModelSpec):
+        plan = resolve(model or ModelSpec(), encoder="x264", workers=workers)
+    else:
+        raise ValueError(f"model must be a ModelSpec, a Plan or a Visualizer; got {model!r}")
+    if workers is not None and plan.workers != workers:
+        plan = dataclasses.replace(plan, workers=workers)
+    if plan.encoder != "x264":
+        plan = dataclasses.replace(plan, encoder="x264")
+    return plan
+
+
 def _check(options: RenderOptions, overwrite: bool) -> None:
     """Everything cheap about one render, before any analysis."""
-    from dmv_fast.audio import probe_audio
     from dmv_fast.encode import plan_audio
+    from dmv_fast.preflight import preflight
 
-    options.validate()
     if options.use_disk or options.save_only:
         raise ValueError(
             "use_disk/save_only do not combine with segmented rendering "
@@ -78,14 +101,13 @@ def _check(options: RenderOptions, overwrite: bool) -> None:
         )
     if options.encoder == "nvenc":
         raise ValueError("segmented rendering encodes with libx264; use encoder x264 or auto")
-    check_output(Path(options.output_file), overwrite)
-    probe_audio(options.song)
+    preflight(options, overwrite=overwrite)
     plan_audio(Path(options.song))
 
 
 def _manifest(
     options: RenderOptions,
-    settings: dict[str, Any],
+    plan: Plan,
     video: VideoSettings,
     segment_frames: int,
     seed: int,
@@ -97,7 +119,7 @@ def _manifest(
     digest.update(noise.tobytes())
     digest.update(class_vectors.tobytes())
     song = Path(options.song)
-    model = {k: v for k, v in settings.items() if k != "threads"}
+    model = {k: v for k, v in plan.to_dict().items() if k not in ("workers", "encoder")}
     return {
         "song": song.name,
         "song_size": song.stat().st_size,
@@ -112,9 +134,7 @@ def _manifest(
     }
 
 
-def _prepare(
-    options: RenderOptions, settings: dict[str, Any], video: VideoSettings, segment_frames: int
-) -> _Job:
+def _prepare(options: RenderOptions, plan: Plan, segment_frames: int) -> _Job:
     """Analyse the song, compute its vectors once, and find the segments left to render."""
     from dmv_fast.audio import analyze
     from dmv_fast.pipeline import video_frame_count
@@ -122,6 +142,7 @@ def _prepare(
     from dmv_fast.trajectory import compute_vectors
 
     output = Path(options.output_file)
+    video = VideoSettings(crf=options.crf, preset=options.preset)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     features = analyze(options.song, options.frame_length)
@@ -143,9 +164,7 @@ def _prepare(
     n = video_frame_count(features.n_frames, options)
     noise = np.ascontiguousarray(vectors.noise[:n], dtype=np.float32)
     class_vectors = np.ascontiguousarray(vectors.class_vectors[:n], dtype=np.float32)
-    manifest = _manifest(
-        options, settings, video, segment_frames, vectors.seed, noise, class_vectors
-    )
+    manifest = _manifest(options, plan, video, segment_frames, vectors.seed, noise, class_vectors)
     store = SegmentFolder.open(folder, manifest)
     segments = plan_segments(n, segment_frames)
     missing = store.missing(segments)
@@ -158,33 +177,30 @@ def _prepare(
             len(missing),
         )
     return _Job(
-        options, output, store, segments, missing, noise, class_vectors, vectors, features, timings
+        options=options,
+        plan=plan,
+        video=video,
+        output=output,
+        folder=store,
+        segments=segments,
+        missing=missing,
+        noise=noise,
+        class_vectors=class_vectors,
+        vectors=vectors,
+        features=features,
+        timings=timings,
     )
 
 
-def _ensure_graph(settings: dict[str, Any], progress: ProgressCallback) -> None:
+def _ensure_graph(plan: Plan, progress: ProgressCallback) -> None:
     """Export the generator graph once here, so that workers sharing this machine's cache
     never export it side by side."""
-    from dmv_fast.models import ensure_onnx
-    from dmv_fast.pipeline import CPU_BATCH_CAP, runs_on_gpu
-    from dmv_fast.runtime import resolve_precision
+    from dmv_fast.models import ensure_graph
 
-    backend = settings["backend"]
-    batch = settings["batch_size"]
-    if not runs_on_gpu(backend):
-        batch = min(batch, CPU_BATCH_CAP)
-    ensure_onnx(
-        settings["resolution"],
-        settings["weights"],
-        resolve_precision(settings["precision"], backend),
-        batch,
-        scaling=settings["scaling"],
-        pixels=settings["pixels"],
-        progress=lambda done, total: progress("export", done, total),
-    )
+    ensure_graph(plan, progress=lambda done, total: progress("export", done, total))
 
 
-def _tasks(jobs: Sequence[_Job], video: VideoSettings, local: bool) -> Iterator[SegmentTask]:
+def _tasks(jobs: Sequence[_Job], local: bool) -> Iterator[SegmentTask]:
     for i, job in enumerate(jobs):
         for seg in job.missing:
             yield SegmentTask(
@@ -193,7 +209,7 @@ def _tasks(jobs: Sequence[_Job], video: VideoSettings, local: bool) -> Iterator[
                 class_vectors=job.class_vectors[seg.start : seg.stop].copy(),
                 truncation=job.options.truncation,
                 fps=job.options.fps,
-                video=video,
+                video=job.video,
                 path=str(job.folder.path(seg)) if local else None,
             )
 
@@ -217,6 +233,7 @@ def _finish(job: _Job, keep_segments: bool) -> RenderResult:
         record=Path(record) if record is not None else job.output.with_suffix(".dmv.npz"),
         providers=job.providers,
         encoder="x264",
+        plan=job.plan.to_dict(),
         timings=job.timings,
     )
 
@@ -237,10 +254,11 @@ def render_many(
 
     Args:
         songs: one :class:`RenderOptions` per song, each with its own ``output_file``.
-        model: a ``Visualizer`` or ``RenderOptions`` whose model settings every worker builds
-            (default: those of ``songs[0]``).
-        workers: local worker processes; with Ray, the number of actors (default: local,
-            :func:`dmv_fast.workers.default_workers`; Ray, as many as the cluster holds).
+        model: a :class:`~dmv_fast.plan.ModelSpec`, a resolved
+            :class:`~dmv_fast.plan.Plan` or a ``Visualizer`` (its plan): the model every
+            worker builds (default: ``ModelSpec()``). Segments encode with libx264.
+        workers: local worker processes (default: the plan's ``workers``); with Ray, the
+            number of actors (default: as many as the cluster holds).
         ray_address: None for local processes; ``"local"`` for a local Ray instance; else a
             Ray cluster address (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``).
         overwrite: replace existing outputs.
@@ -272,19 +290,12 @@ def render_many(
     outputs = [Path(o.output_file).resolve() for o in songs]
     if len(set(outputs)) != len(outputs):
         raise ValueError("two songs would write the same output file")
-    settings = model_settings(model if model is not None else songs[0])
+    plan = _plan_of(model, workers)
     for options in songs:
-        if model is None and model_settings(options) != settings:
-            raise ValueError(
-                f"{options.song!r} has other model settings than the first song; "
-                "render_many renders every song with the same model"
-            )
         _check(options, overwrite)
-    first = songs[0]
-    video = VideoSettings(crf=first.crf, preset=first.preset)
     plan_segments(1, segment_frames)  # validates segment_frames
 
-    jobs = [_prepare(o, settings, video, segment_frames) for o in songs]
+    jobs = [_prepare(o, plan, segment_frames) for o in songs]
     for job in jobs:
         job.left = len(job.missing)
     total = sum(len(job.noise) for job in jobs)
@@ -302,15 +313,15 @@ def render_many(
         if not job.left:
             results[i] = _finish(job, keep_segments)
     if todo:
-        _ensure_graph(settings, progress)
+        _ensure_graph(plan, progress)
         own = pool is None
         if pool is None:
-            pool = _open_pool(settings, workers, ray_address, add_frames, first)
+            pool = _open_pool(plan, workers, ray_address, add_frames)
         try:
             progress("render", done[0], total)
             t0 = time.perf_counter()
             local = pool_is_local(pool)
-            for result in pool.run(_tasks(jobs, video, local)):
+            for result in pool.run(_tasks(jobs, local)):
                 i, index = result.key
                 job = jobs[i]
                 if result.data is not None:
@@ -341,29 +352,17 @@ def pool_is_local(pool: Any) -> bool:
     return bool(getattr(pool, "local", False))
 
 
-def _open_pool(
-    settings: dict[str, Any],
-    workers: int | None,
-    ray_address: str | None,
-    add_frames: Any,
-    options: RenderOptions,
-) -> Any:
-    import os
-
+def _open_pool(plan: Plan, workers: int | None, ray_address: str | None, add_frames: Any) -> Any:
     if ray_address is not None:
         from dmv_fast.distributed import RayPool
 
-        return RayPool(settings, address=ray_address, actors=workers)
-    from dmv_fast.pipeline import runs_on_gpu
+        return RayPool(plan.spec, address=ray_address, actors=workers)
     from dmv_fast.workers import LocalPool
 
-    on_gpu = runs_on_gpu(settings["backend"])
-    if workers is None:
-        workers = default_workers(on_gpu, "x264", settings["resolution"], settings["scaling"])
-    if not on_gpu:  # the workers share the cores
-        settings = {**settings, "threads": max(1, (os.cpu_count() or 1) // workers)}
-    logger.info("rendering with %d segment worker%s", workers, "s" * (workers > 1))
-    return LocalPool(settings, workers, on_frames=add_frames)
+    # On the CPU the workers share the cores; on a GPU each session takes what it needs.
+    threads = None if plan.on_gpu else max(1, (os.cpu_count() or 1) // plan.workers)
+    logger.info("rendering with %d segment worker%s", plan.workers, "s" * (plan.workers > 1))
+    return LocalPool(WorkerModel(plan, threads), plan.workers, on_frames=add_frames)
 
 
 def render_segmented(

@@ -93,33 +93,38 @@ def default_workers(
 
 
 # ---------------------------------------------------------------------------------------
-# The model a worker builds. This is the one place that knows how settings travel to a
-# worker process; it takes a Visualizer's settings and rebuilds an equal Visualizer.
+# The model a worker builds
 
 
-def model_settings(source: Any, threads: int | None = None) -> dict[str, Any]:
-    """The picklable model settings of a ``Visualizer`` or ``RenderOptions``.
+@dataclass(frozen=True)
+class WorkerModel:
+    """What a worker builds its generator from (picklable; it crosses process boundaries).
 
-    Args:
-        threads: ONNX Runtime CPU threads for each worker's session (None: its default).
+    Attributes:
+        model: a resolved :class:`~dmv_fast.plan.Plan` (used as it is: local workers share
+            the machine it was resolved on), or a :class:`~dmv_fast.plan.ModelSpec` that
+            each worker resolves where it runs (Ray actors on other machines).
+        threads: ONNX Runtime CPU threads of the worker's session (None: one per core).
     """
-    return {
-        "resolution": source.resolution,
-        "weights": source.weights,
-        "backend": source.backend,
-        "precision": source.precision,
-        "batch_size": source.batch_size,
-        "scaling": source.scaling,
-        "pixels": source.pixels,
-        "threads": threads,
-    }
+
+    model: Any
+    threads: int | None = None
+
+    @property
+    def spec(self) -> Any:
+        from dmv_fast.plan import Plan
+
+        return self.model.spec if isinstance(self.model, Plan) else self.model
 
 
-def build_visualizer(settings: dict[str, Any]) -> Any:
-    """A ``Visualizer`` for :func:`model_settings`' output (its session is built lazily)."""
+def build_visualizer(model: WorkerModel) -> Any:
+    """A ``Visualizer`` for a worker: its session is built on first use, with libx264."""
     from dmv_fast.pipeline import Visualizer
+    from dmv_fast.plan import Plan
 
-    return Visualizer(**settings)
+    if isinstance(model.model, Plan):
+        return Visualizer(model.model, threads=model.threads)
+    return Visualizer(model.model, encoder="x264", workers=1, threads=model.threads)
 
 
 @dataclass(frozen=True)
@@ -163,11 +168,11 @@ class SegmentWorker:
     """Holds one generator session and renders segments with it, one at a time.
 
     Args:
-        settings: :func:`model_settings` of the model to build (once, on the first task).
+        model: the model to build (once, on the first task).
     """
 
-    def __init__(self, settings: dict[str, Any]) -> None:
-        self._settings = settings
+    def __init__(self, model: WorkerModel) -> None:
+        self._model = model
         self._vis: Any = None
 
     def node(self) -> str:
@@ -180,10 +185,11 @@ class SegmentWorker:
         """Generate and encode one segment; ``on_frames(n)`` after each encoded batch."""
         t0 = time.perf_counter()
         if self._vis is None:
-            self._vis = build_visualizer(self._settings)
+            self._vis = build_visualizer(self._model)
         vis = self._vis
+        providers = list(vis.generator.providers)  # builds the session: settles the plan
         fmt = vis.encoder_format
-        side = vis.generator.resolution * self._settings.get("scaling", 1)
+        side = vis.plan.frame_size
         n = len(task.noise)
         data = None
         with tempfile.TemporaryDirectory(prefix="dmv-segment-") as scratch:
@@ -199,7 +205,7 @@ class SegmentWorker:
             key=task.key,
             frames=n,
             seconds=time.perf_counter() - t0,
-            providers=list(vis.generator.providers),
+            providers=providers,
             node=self.node(),
             pid=os.getpid(),
             data=data,
@@ -285,9 +291,9 @@ _worker: SegmentWorker | None = None
 _frames_queue: Any = None
 
 
-def _init_process(settings: dict[str, Any], frames_queue: Any) -> None:
+def _init_process(model: WorkerModel, frames_queue: Any) -> None:
     global _worker, _frames_queue
-    _worker = SegmentWorker(settings)
+    _worker = SegmentWorker(model)
     _frames_queue = frames_queue
 
 
@@ -303,7 +309,7 @@ class LocalPool:
     The workers share this machine's disk: they write segment files in place (``local``).
 
     Args:
-        settings: :func:`model_settings`; each process builds its session once.
+        model: what each process builds its session from, once.
         workers: number of processes, >= 1.
         on_frames: called on this process with the frame count of every batch any worker
             encodes (for progress over all workers).
@@ -313,11 +319,12 @@ class LocalPool:
 
     def __init__(
         self,
-        settings: dict[str, Any],
+        model: WorkerModel,
         workers: int,
         on_frames: Callable[[int], None] | None = None,
     ) -> None:
         self.workers = _check_count(workers, "workers")
+        self.model = model
         ctx = mp.get_context("spawn")
         self._queue = ctx.Queue() if on_frames is not None else None
         self._on_frames = on_frames
@@ -325,7 +332,7 @@ class LocalPool:
             max_workers=self.workers,
             mp_context=ctx,
             initializer=_init_process,
-            initargs=(settings, self._queue),
+            initargs=(model, self._queue),
         )
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None

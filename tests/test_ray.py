@@ -17,8 +17,8 @@ ray = pytest.importorskip("ray")
 from dmv_fast.distributed import RayPool, RaySegmentWorker, actors_that_fit  # noqa: E402
 from dmv_fast.options import RenderOptions  # noqa: E402
 from dmv_fast.pipeline import render  # noqa: E402
+from dmv_fast.plan import ModelSpec  # noqa: E402
 from dmv_fast.segmented import render_many  # noqa: E402
-from dmv_fast.workers import model_settings  # noqa: E402
 
 FPS = Fraction(22050, 2048)
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,21 +72,15 @@ def tiny_weights(tmp_path_factory) -> Path:
     return folder
 
 
-def _opts(song: Path, out: Path, weights: Path, **kw) -> RenderOptions:
-    base = dict(
-        song=str(song),
-        output_file=str(out),
-        resolution=128,
-        weights=str(weights),
-        batch_size=4,
-        frame_length=2048,
-        seed=11,
-        backend="cpu",
-        encoder="x264",
-        crf=0,  # lossless: a segmented render decodes to exactly the same frames
-    )
-    base.update(kw)
+def _opts(song: Path, out: Path, **kw) -> RenderOptions:
+    base = dict(song=str(song), output_file=str(out), frame_length=2048, seed=11, encoder="x264")
+    # crf 0 (lossless): a segmented render decodes to exactly the one-process render's frames.
+    base.update(crf=0, **kw)
     return RenderOptions(**base)
+
+
+def _spec(weights: Path, backend: str = "cpu") -> ModelSpec:
+    return ModelSpec(resolution=128, weights=str(weights), batch_size=4, backend=backend)
 
 
 class _Watching:
@@ -113,9 +107,9 @@ def _assert_same_video(path: Path, ref: Path) -> None:
     assert abs(a.audio_duration - b.audio_duration) < 1e-3
 
 
-def _reference(opts: RenderOptions, tmp_path: Path) -> Path:
+def _reference(opts: RenderOptions, spec: ModelSpec, tmp_path: Path) -> Path:
     out = tmp_path / f"ref-{Path(opts.output_file).name}"
-    render(dataclasses.replace(opts, output_file=str(out)))
+    render(dataclasses.replace(opts, output_file=str(out)), spec)
     return out
 
 
@@ -136,11 +130,12 @@ def test_cpu_actors_on_two_nodes_render_several_songs_like_one_process(
     songs = [
         make_song(f"s{i}.wav", seconds=2.0 + i, rate=44100, channels=2, seed=i) for i in (0, 1)
     ]
-    options = [_opts(s, tmp_path / f"{s.stem}.mp4", tiny_weights) for s in songs]
-    pool = _Watching(RayPool(model_settings(options[0])))
+    options = [_opts(s, tmp_path / f"{s.stem}.mp4") for s in songs]
+    spec = _spec(tiny_weights)
+    pool = _Watching(RayPool(spec))
     assert pool.inner.actors == 2 and not pool.inner.on_gpu
     try:
-        results = render_many(options, pool=pool, segment_frames=8)
+        results = render_many(options, spec, pool=pool, segment_frames=8)
     finally:
         pool.close()
     # The same two actors, one per node, served both songs.
@@ -149,7 +144,7 @@ def test_cpu_actors_on_two_nodes_render_several_songs_like_one_process(
     assert {d.key[0] for d in pool.done} == {0, 1}
     for opts, result in zip(options, results, strict=True):
         assert result.frames == probe(Path(opts.output_file)).frames
-        _assert_same_video(Path(opts.output_file), _reference(opts, tmp_path))
+        _assert_same_video(Path(opts.output_file), _reference(opts, spec, tmp_path))
 
 
 def test_a_gpu_actor_killed_mid_render_is_retried(cluster, tiny_weights, make_song, tmp_path):
@@ -158,18 +153,19 @@ def test_a_gpu_actor_killed_mid_render_is_retried(cluster, tiny_weights, make_so
     song = make_song("song.wav", seconds=3.0, rate=44100, channels=2)
     # backend auto: GPU actors where the cluster has GPUs (the graph itself falls back to
     # the CPU here, with one warning, as there is no real GPU).
-    opts = _opts(song, tmp_path / "v.mp4", tiny_weights, backend="auto")
-    pool = _Watching(RayPool(model_settings(opts), worker_class=CrashOnce))
+    opts = _opts(song, tmp_path / "v.mp4")
+    spec = _spec(tiny_weights, backend="auto")
+    pool = _Watching(RayPool(spec, worker_class=CrashOnce))
     assert pool.inner.actors == 1 and pool.inner.on_gpu
     try:
-        (result,) = render_many([opts], pool=pool, segment_frames=8)
+        (result,) = render_many([opts], spec, pool=pool, segment_frames=8)
     finally:
         pool.close()
     assert marker.with_suffix(".crashed").exists()  # it did die on segment 1
     assert sorted(d.key[1] for d in pool.done) == [0, 1, 2, 3, 4]  # segment 1 retried once
     assert len({d.pid for d in pool.done}) == 2  # by the restarted actor
     assert result.frames == 33
-    _assert_same_video(tmp_path / "v.mp4", _reference(opts, tmp_path))
+    _assert_same_video(tmp_path / "v.mp4", _reference(opts, spec, tmp_path))
 
 
 def test_ray_address_renders_through_the_library_entry_point(
@@ -178,8 +174,9 @@ def test_ray_address_renders_through_the_library_entry_point(
     from dmv_fast.segmented import render_segmented
 
     song = make_song("song.wav", seconds=2.0, rate=22050, channels=1)
-    opts = _opts(song, tmp_path / "v.mp4", tiny_weights)
-    result = render_segmented(opts, ray_address="auto", segment_frames=8)
+    opts = _opts(song, tmp_path / "v.mp4")
+    spec = _spec(tiny_weights)
+    result = render_segmented(opts, spec, ray_address="auto", segment_frames=8)
     assert ray.is_initialized()  # the driver's own Ray session is left as it was
     assert result.frames == probe(tmp_path / "v.mp4").frames
-    _assert_same_video(tmp_path / "v.mp4", _reference(opts, tmp_path))
+    _assert_same_video(tmp_path / "v.mp4", _reference(opts, spec, tmp_path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from _media import gradient_frames, probe, write_song
 
 from dmv_fast.options import RenderOptions
 from dmv_fast.pipeline import render
+from dmv_fast.plan import ModelSpec, resolve
 from dmv_fast.segments import (
     Segment,
     VideoSettings,
@@ -21,7 +23,7 @@ from dmv_fast.segments import (
     plan_segments,
     segments_folder,
 )
-from dmv_fast.workers import LocalPool, default_workers, model_settings
+from dmv_fast.workers import LocalPool, WorkerModel, default_workers
 
 FPS = Fraction(22050, 2048)
 
@@ -145,20 +147,20 @@ def song(make_song) -> Path:
     return make_song("song.wav", seconds=3.0, rate=44100, channels=2)
 
 
-def _opts(song: Path, out: Path, weights: Path, **kw) -> RenderOptions:
-    base = dict(
-        song=str(song),
-        output_file=str(out),
-        resolution=128,
-        weights=str(weights),
-        batch_size=4,
-        frame_length=2048,
-        seed=11,
-        backend="cpu",
-        encoder="x264",
-    )
+def _opts(song: Path, out: Path, **kw) -> RenderOptions:
+    base = dict(song=str(song), output_file=str(out), frame_length=2048, seed=11, encoder="x264")
     base.update(kw)
     return RenderOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def spec(tiny_weights) -> ModelSpec:
+    """The tiny model on the CPU, graph batch 4."""
+    return ModelSpec(resolution=128, weights=str(tiny_weights), batch_size=4, backend="cpu")
+
+
+def _pool(spec: ModelSpec, workers: int) -> LocalPool:
+    return LocalPool(WorkerModel(resolve(spec, encoder="x264"), threads=1), workers)
 
 
 class _Recording:
@@ -181,13 +183,14 @@ class _Recording:
         self.inner.close()
 
 
-def test_segmented_render_equals_the_one_process_render(tmp_path, tiny_weights, song):
+def test_segmented_render_equals_the_one_process_render(tmp_path, spec, song):
     from dmv_fast.segmented import render_segmented
 
-    one = render(_opts(song, tmp_path / "one.mp4", tiny_weights, crf=0))
+    one = render(_opts(song, tmp_path / "one.mp4", crf=0), spec)
     calls = []
     seg = render_segmented(
-        _opts(song, tmp_path / "seg.mp4", tiny_weights, crf=0),
+        _opts(song, tmp_path / "seg.mp4", crf=0),
+        spec,
         workers=2,
         segment_frames=8,
         progress=lambda stage, done, total: calls.append((stage, done, total)),
@@ -209,19 +212,19 @@ def test_segmented_render_equals_the_one_process_render(tmp_path, tiny_weights, 
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
 
 
-def test_two_workers_give_the_same_video_as_one(tmp_path, tiny_weights, song):
+def test_two_workers_give_the_same_video_as_one(tmp_path, spec, song):
     """At crf 20 (B-frames, lossy) the bitstreams are byte for byte the same."""
     from dmv_fast.segmented import render_segmented
 
     for workers in (1, 2):
         out = tmp_path / f"w{workers}.mp4"
-        render_segmented(_opts(song, out, tiny_weights), workers=workers, segment_frames=8)
+        render_segmented(_opts(song, out), spec, workers=workers, segment_frames=8)
         _check_timing(out, 33, FPS)
     assert _timestamps(tmp_path / "w1.mp4") == _timestamps(tmp_path / "w2.mp4")
     # As good as the one-process render at the same settings: both lie about as far from
     # the generator's own frames (a lossless render).
-    one = render(_opts(song, tmp_path / "one.mp4", tiny_weights))
-    exact = render(_opts(song, tmp_path / "exact.mp4", tiny_weights, crf=0))
+    one = render(_opts(song, tmp_path / "one.mp4"), spec)
+    exact = render(_opts(song, tmp_path / "exact.mp4", crf=0), spec)
     ref = probe(exact.output).decoded.astype(int)
     a, b = probe(one.output).decoded.astype(int), probe(tmp_path / "w2.mp4").decoded.astype(int)
     assert len(a) == len(b) == len(ref) == one.frames
@@ -229,12 +232,11 @@ def test_two_workers_give_the_same_video_as_one(tmp_path, tiny_weights, song):
     assert 0 < err_seg < 1.2 * err_one
 
 
-def test_rerun_after_an_interrupt_renders_only_the_missing_segments(tmp_path, tiny_weights, song):
+def test_rerun_after_an_interrupt_renders_only_the_missing_segments(tmp_path, spec, song):
     out = tmp_path / "v.mp4"
-    opts = _opts(song, out, tiny_weights, seed=None)
+    opts = _opts(song, out, seed=None)
     folder = segments_folder(out)
-    settings = model_settings(opts, threads=1)
-    with LocalPool(settings, 1) as inner:
+    with _pool(spec, 1) as inner:
         crashing = _Recording(inner, stop_after=2)
         with pytest.raises(KeyboardInterrupt):
             render_segmented_with(opts, crashing)
@@ -244,7 +246,7 @@ def test_rerun_after_an_interrupt_renders_only_the_missing_segments(tmp_path, ti
     assert kept == ["00000.mp4", "00001.mp4"]  # what finished before the interrupt
 
     stamps = {name: (folder / name).stat().st_mtime_ns for name in kept}
-    with LocalPool(settings, 1) as inner:
+    with _pool(spec, 1) as inner:
         again = _Recording(inner)
         result = render_segmented_with(opts, again, keep_segments=True)
     redone = sorted(f"{i:05d}.mp4" for _, i in again.keys)
@@ -255,18 +257,16 @@ def test_rerun_after_an_interrupt_renders_only_the_missing_segments(tmp_path, ti
     # Delete one segment: only it is rendered again, and the video does not change.
     before = _timestamps(out)
     (folder / "00002.mp4").unlink()
-    with LocalPool(settings, 1) as inner:
+    with _pool(spec, 1) as inner:
         once = _Recording(inner)
         render_segmented_with(opts, once, overwrite=True, keep_segments=True)
     assert once.keys == [(0, 2)]
     assert _timestamps(out) == before
 
     # Other settings: the old segments are not reused.
-    with LocalPool(settings, 1) as inner:
+    with _pool(spec, 1) as inner:
         fresh = _Recording(inner)
-        render_segmented_with(
-            _opts(song, out, tiny_weights, seed=None, truncation=0.5), fresh, overwrite=True
-        )
+        render_segmented_with(_opts(song, out, seed=None, truncation=0.5), fresh, overwrite=True)
     assert len(fresh.keys) == 5
     assert not folder.exists()
 
@@ -274,32 +274,27 @@ def test_rerun_after_an_interrupt_renders_only_the_missing_segments(tmp_path, ti
 def render_segmented_with(opts, pool, **kw):
     from dmv_fast.segmented import render_many
 
-    return render_many([opts], pool=pool, segment_frames=8, **kw)[0]
+    spec = pool.inner.model.spec
+    return render_many([opts], spec, pool=pool, segment_frames=8, **kw)[0]
 
 
-def test_render_many_serves_every_song_with_the_same_workers(tmp_path, tiny_weights, make_song):
+def test_render_many_serves_every_song_with_the_same_workers(tmp_path, spec, make_song):
     from dmv_fast.segmented import render_many
 
     songs = [make_song(f"s{i}.wav", seconds=1.5 + i, seed=i) for i in range(2)]
-    options = [_opts(s, tmp_path / f"{s.stem}.mp4", tiny_weights, crf=0) for s in songs]
-    with LocalPool(model_settings(options[0], threads=1), 2) as inner:
+    options = [_opts(s, tmp_path / f"{s.stem}.mp4", crf=0) for s in songs]
+    with _pool(spec, 2) as inner:
         pool = _Recording(inner)
-        results = render_many(options, pool=pool, segment_frames=8)
+        results = render_many(options, spec, pool=pool, segment_frames=8)
     assert sorted({k[0] for k in pool.keys}) == [0, 1]
     for opts, result in zip(options, results, strict=True):
-        ref = render(dataclass_replace(opts, output_file=str(tmp_path / "ref.mp4")), overwrite=True)
+        ref = render(replace(opts, output_file=str(tmp_path / "ref.mp4")), spec, overwrite=True)
         assert result.frames == ref.frames
         _check_timing(Path(opts.output_file), ref.frames, FPS)
         assert np.array_equal(probe(Path(opts.output_file)).decoded, probe(ref.output).decoded)
 
 
-def dataclass_replace(opts, **kw):
-    import dataclasses
-
-    return dataclasses.replace(opts, **kw)
-
-
-def test_bad_requests_fail_in_one_line_before_any_work(tmp_path, tiny_weights, song, monkeypatch):
+def test_bad_requests_fail_in_one_line_before_any_work(tmp_path, spec, song, monkeypatch):
     from dmv_fast import audio
     from dmv_fast.segmented import render_many, render_segmented
 
@@ -308,7 +303,7 @@ def test_bad_requests_fail_in_one_line_before_any_work(tmp_path, tiny_weights, s
 
     monkeypatch.setattr(audio, "analyze", no_analysis)
     out = tmp_path / "v.mp4"
-    opts = _opts(song, out, tiny_weights)
+    opts = _opts(song, out)
     for kw, match in [
         ({"workers": 0}, "workers must be an integer >= 1"),
         ({"workers": 1.5}, "workers must be an integer >= 1"),
@@ -316,26 +311,26 @@ def test_bad_requests_fail_in_one_line_before_any_work(tmp_path, tiny_weights, s
         ({"ray_address": ""}, "ray_address"),
     ]:
         with pytest.raises(ValueError, match=match):
-            render_segmented(opts, **kw)
+            render_segmented(opts, spec, **kw)
     with pytest.raises(ValueError, match="use_disk"):
-        render_segmented(_opts(song, out, tiny_weights, use_disk=True))
+        render_segmented(_opts(song, out, use_disk=True), spec)
     with pytest.raises(ValueError, match="same output"):
-        render_many([opts, opts])
-    with pytest.raises(ValueError, match="other model settings"):
-        render_many([opts, _opts(song, tmp_path / "b.mp4", tiny_weights, resolution=256)])
+        render_many([opts, opts], spec)
+    with pytest.raises(ValueError, match="model must be"):
+        render_many([opts], model="biggan-deep-128")
     with pytest.raises(ValueError, match="does not exist"):
-        render_segmented(_opts(tmp_path / "nope.wav", out, tiny_weights))
+        render_segmented(_opts(tmp_path / "nope.wav", out), spec)
     out.write_bytes(b"old")
     with pytest.raises(FileExistsError):
-        render_segmented(opts)
+        render_segmented(opts, spec)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(RuntimeError, match=r"Ray is not installed.*dmv-fast\[ray\]"):
-        render_segmented(opts, ray_address="local", overwrite=True)
+        render_segmented(opts, spec, ray_address="local", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav", "v.mp4"]
     assert out.read_bytes() == b"old"
 
 
-def test_batch_command_renders_every_song_into_the_folder(tmp_path, tiny_weights, make_song):
+def test_batch_command_renders_every_song_into_the_folder(tmp_path, spec, make_song):
     import typer
     from typer.testing import CliRunner
 
@@ -350,7 +345,7 @@ def test_batch_command_renders_every_song_into_the_folder(tmp_path, tiny_weights
     register(app)
     songs = [make_song(f"song{i}.wav", seconds=1.0 + i, seed=i) for i in range(2)]
     out = tmp_path / "videos"
-    common = ["--resolution", "128", "--weights", str(tiny_weights), "--batch-size", "4",
+    common = ["--resolution", "128", "--weights", spec.weights, "--batch-size", "4",
               "--frame-length", "2048", "--backend", "cpu", "--seed", "5", "-q"]  # fmt: skip
     args = ["batch", *map(str, songs), "--out-dir", str(out), "--workers", "1", *common]
     result = CliRunner().invoke(app, args)
