@@ -13,7 +13,19 @@ from typing import Annotated
 
 import typer
 
-from dmv_fast.cli import Backend, Pixels, Precision, Resolution, _fail, _Progress, _setup_logging
+from dmv_fast.cli import (
+    _BACKEND,
+    _PIXELS,
+    _PRECISION,
+    _RESOLUTION,
+    Backend,
+    Pixels,
+    Precision,
+    Resolution,
+    _fail,
+    _Progress,
+    _setup_logging,
+)
 
 logger = logging.getLogger("dmv_fast")
 
@@ -38,20 +50,20 @@ def batch(
         str | None,
         typer.Option(
             "--ray",
-            help="Render on Ray: 'local' for a local instance, or a cluster address "
-            "(auto, HOST:6379, ray://HOST:10001).",
+            help="Render on Ray actors: a cluster address (auto, HOST:6379, "
+            "ray://HOST:10001), or local (also what a bare --ray means) for a local instance.",
         ),
     ] = None,
-    resolution: Annotated[Resolution, typer.Option("--resolution")] = Resolution.r512,
+    resolution: Annotated[Resolution, typer.Option("--resolution")] = _RESOLUTION,
     weights: Annotated[
         str | None,
         typer.Option("--weights", help="biggan-deep-128/256/512, a local folder, or 'random'."),
     ] = None,
-    backend: Annotated[Backend, typer.Option("--backend")] = Backend.auto,
-    precision: Annotated[Precision, typer.Option("--precision")] = Precision.auto,
+    backend: Annotated[Backend, typer.Option("--backend")] = _BACKEND,
+    precision: Annotated[Precision, typer.Option("--precision")] = _PRECISION,
     batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size")] = 30,
     scaling: Annotated[int, typer.Option("--scaling")] = 1,
-    pixels: Annotated[Pixels, typer.Option("--pixels")] = Pixels.stretch,
+    pixels: Annotated[Pixels, typer.Option("--pixels")] = _PIXELS,
     frame_length: Annotated[int, typer.Option("--frame-length", "--frame_length")] = 512,
     pitch_sensitivity: Annotated[
         float, typer.Option("--pitch-sensitivity", "--pitch_sensitivity")
@@ -90,13 +102,13 @@ def batch(
             raise ValueError(f"--out-dir {str(out_dir)!r} is not a folder")
         resolved = resolve_classes(classes) if classes else None
         spec = ModelSpec(
-            resolution=int(resolution.value),
+            resolution=int(str(getattr(resolution, "value", resolution))),
             weights=weights,
-            backend=backend.value,
-            precision=precision.value,
+            backend=str(getattr(backend, "value", backend)),
+            precision=str(getattr(precision, "value", precision)),
             batch_size=batch_size,
             scaling=scaling,
-            pixels=pixels.value,
+            pixels=str(getattr(pixels, "value", pixels)),
         )
         options = [
             RenderOptions(
@@ -134,6 +146,20 @@ def batch(
         raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     for result in results:
         logger.info("wrote %s: %d frames, seed %d", result.output, result.frames, result.seed)
+
+
+def expand_bare_ray(argv: list[str]) -> list[str]:
+    """Rewrite a bare ``--ray`` (last, or followed by another option) into ``--ray local``.
+
+    ``--ray`` takes an optional address; click options cannot, so the console entry point
+    fills in ``local`` before parsing. ``--ray ADDRESS`` passes through unchanged.
+    """
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--ray" and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out.append("local")
+    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -146,7 +146,9 @@ class RayPool:
                 ``max_restarts`` times, or the segment raised).
         """
         ray = self._ray
-        results = self._pool.map_unordered(lambda actor, task: actor.render.remote(task), tasks)
+        results = self._pool.map_unordered(
+            lambda actor, task: actor.render.remote(task), list(tasks)
+        )
         while True:
             try:
                 done = next(results)

@@ -258,10 +258,13 @@ def _segment_packets(path: Path, seg: Segment, fps: Fraction) -> Iterator[tuple[
     """``(packet, pts, dts)`` of a segment in decode order, timestamps in global frames."""
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
+        assert stream.time_base is not None
         tb = Fraction(stream.time_base.numerator, stream.time_base.denominator)
         for packet in c.demux(stream):
             if not packet.size:
                 continue
+            if packet.pts is None or packet.dts is None:
+                raise RuntimeError(f"segment {str(path)!r} has a packet without timestamps")
             pts, dts = Fraction(packet.pts) * tb * fps, Fraction(packet.dts) * tb * fps
             if pts.denominator != 1 or dts.denominator != 1:
                 raise RuntimeError(f"segment {str(path)!r} has a timestamp between frames")

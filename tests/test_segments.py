@@ -330,6 +330,16 @@ def test_bad_requests_fail_in_one_line_before_any_work(tmp_path, spec, song, mon
     assert out.read_bytes() == b"old"
 
 
+def test_a_bare_ray_flag_means_a_local_instance():
+    from dmv_fast.cli_batch import expand_bare_ray
+
+    assert expand_bare_ray(["render", "--ray"]) == ["render", "--ray", "local"]
+    assert expand_bare_ray(["batch", "a.mp3", "--ray", "-q"]) == [
+        "batch", "a.mp3", "--ray", "local", "-q",
+    ]  # fmt: skip
+    assert expand_bare_ray(["--ray", "10.0.0.1:6379", "-q"]) == ["--ray", "10.0.0.1:6379", "-q"]
+
+
 def test_batch_command_renders_every_song_into_the_folder(tmp_path, spec, make_song):
     import typer
     from typer.testing import CliRunner
