@@ -254,13 +254,16 @@ def test_rerun_after_an_interrupt_renders_only_the_missing_segments(tmp_path, sp
     assert all((folder / n).stat().st_mtime_ns == t for n, t in stamps.items())
     _check_timing(out, result.frames, FPS)
 
-    # Delete one segment: only it is rendered again, and the video does not change.
+    # Delete one segment and damage another: only they are rendered again, and the video
+    # does not change.
     before = _timestamps(out)
     (folder / "00002.mp4").unlink()
+    damaged = folder / "00003.mp4"
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
     with _pool(spec, 1) as inner:
         once = _Recording(inner)
         render_segmented_with(opts, once, overwrite=True, keep_segments=True)
-    assert once.keys == [(0, 2)]
+    assert sorted(once.keys) == [(0, 2), (0, 3)]
     assert _timestamps(out) == before
 
     # Other settings: the old segments are not reused.
