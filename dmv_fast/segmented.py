@@ -313,7 +313,12 @@ def render_many(
         if not job.left:
             results[i] = _finish(job, keep_segments)
     if todo:
-        _ensure_graph(plan, progress)
+        try:
+            _ensure_graph(plan, progress)
+        except RuntimeError as e:  # e.g. no torch here to export with
+            if ray_address is None:
+                raise
+            logger.info("the graph is not exported here (%s); the Ray actors will export it", e)
         own = pool is None
         if pool is None:
             pool = _open_pool(plan, workers, ray_address, add_frames)
@@ -321,12 +326,13 @@ def render_many(
             progress("render", done[0], total)
             t0 = time.perf_counter()
             local = pool_is_local(pool)
+            per_batch = own and local  # our local workers report every batch
             for result in pool.run(_tasks(jobs, local)):
                 i, index = result.key
                 job = jobs[i]
                 if result.data is not None:
                     job.folder.write(job.segments[index], result.data)
-                if not local:
+                if not per_batch:
                     add_frames(result.frames)
                 job.providers = job.providers or list(result.providers)
                 job.left -= 1
