@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import replace
 from fractions import Fraction
@@ -106,18 +107,21 @@ def test_join_refuses_gaps_and_leaves_no_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
 
 
-@pytest.mark.parametrize(
-    ("on_gpu", "encoder", "resolution", "scaling", "cores", "expected"),
-    [
-        (False, "x264", 512, 1, 16, 1),  # the CPU: the generator is the bottleneck
-        (True, "nvenc", 512, 1, 16, 1),  # one hardware stream keeps up
-        (True, "x264", 512, 1, 16, 14),  # ceil(1500 / 114)
-        (True, "x264", 512, 1, 4, 4),  # capped by the cores
-        (True, "x264", 512, 2, 64, 54),  # 1024x1024 frames: ceil(1500 / 28)
-    ],
-)
-def test_default_workers(on_gpu, encoder, resolution, scaling, cores, expected):
-    assert default_workers(on_gpu, encoder, resolution, scaling, cores=cores) == expected
+def test_default_workers_keep_up_with_the_generator():
+    from dmv_fast.workers import GPU_FPS_512, X264_FPS_512, encoder_fps
+
+    # The CPU: the generator is the bottleneck; NVENC: one hardware stream keeps up.
+    assert default_workers(False, "x264", 512, 1, cores=16) == 1
+    assert default_workers(True, "nvenc", 512, 1, cores=16) == 1
+    # A GPU with libx264: enough single-threaded encoders for the generator's rate...
+    needed = math.ceil(GPU_FPS_512 / X264_FPS_512)
+    assert needed > 1
+    assert default_workers(True, "x264", 512, 1, cores=256) == needed
+    assert default_workers(True, "x264", 512, 1, cores=256, generator_fps=X264_FPS_512) == 1
+    # ... at most one per core, and more for bigger frames.
+    assert default_workers(True, "x264", 512, 1, cores=2) == 2
+    assert default_workers(True, "x264", 512, 2, cores=256) > needed
+    assert encoder_fps(1024) < encoder_fps(512) < encoder_fps(256)
 
 
 # ---------------------------------------------------------------------------------------
