@@ -181,7 +181,7 @@ def gpu_e2e(out: Path, seconds: float) -> dict:
     spec = ModelSpec(resolution=512, weights="random")
     plan = resolve(spec, encoder="x264")
     if not plan.on_gpu:
-        return {"skipped": "the plan runs on the CPU here (" + plan.notes[0] + ")"}
+        return {"skipped": plan.notes[0]}
     workers = default_workers(True, "x264", spec.resolution, spec.scaling)
     with tempfile.TemporaryDirectory(prefix="dmv-fast-gpu-e2e-") as tmp:
         song = write_song(Path(tmp) / "song.wav", seconds)
@@ -224,6 +224,17 @@ def markdown(report: dict) -> str:
         "(libx264 veryfast, crf 20, into an MP4); frames are drifting smooth colour with a "
         f"moving texture. Medians of {report['reps']} alternating repetitions.",
         "",
+    ]
+    load, cores = env.get("load_average_1m") or 0, env.get("cores_usable") or 1
+    if load > cores:
+        lines += [
+            f"The machine was oversubscribed by other jobs (load {load} on {cores} cores): "
+            "extra encoder processes competed with them for the same cores, so the rows with "
+            "more encoders than free cores show contention, not how x264 scales with free "
+            "cores; that needs a machine with a core per encoder (the GPU run below).",
+            "",
+        ]
+    lines += [
         "| frame size | encoders | input | x264 threads | frames/s, all encoders "
         "| frames/s per encoder | vs 1 encoder | KiB/frame |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
