@@ -3,8 +3,9 @@
 Each encoder is a separate process encoding one segment exactly as a segment worker does
 (:func:`dmv_fast.segments.encode_segment`: libx264, preset veryfast, crf 20, one thread,
 into an MP4 on disk). Frames are made before the clock starts and are realistic to encode:
-smooth colour fields drifting a few pixels per frame with a fine texture that moves with
-them and a little fresh noise per frame (not constant frames, which encode for free);
+smooth colour fields drifting a few pixels per frame under a fine texture that turns into
+an unrelated one and back every 50 frames (not constant or merely moving frames, which
+motion compensation predicts almost for free);
 1024x1024 frames are such 512-px frames upscaled 2x with Lanczos, as ``--scaling 2`` makes. The
 frames go in as YUV 4:2:0 planes, as the GPU path hands them over (the graph makes them);
 one reference row feeds RGB (the CPU path: swscale converts) and one lets a single encoder
@@ -49,8 +50,15 @@ FPS = Fraction(22050, 512)
 BATCH = 30
 
 
+#: Frames over which the texture turns into an unrelated one and back: motion compensation
+#: cannot predict it, as it cannot predict a generator's frames. Content decides x264's speed:
+#: at 512x512 a texture that only drifts encodes at about 2.5x the rate of one that changes
+#: every 20 frames (1.5 against 16.5 KiB per frame); 50 frames gives about 11 KiB per frame.
+TEXTURE_PERIOD = 50
+
+
 def make_frames(side: int, n: int, seed: int, pixel_format: str) -> np.ndarray:
-    """``n`` frames of drifting smooth colour with a moving texture, RGB or YUV planes.
+    """``n`` frames: drifting smooth colour under a texture that keeps changing.
 
     Above 512 px the frames are 512-px frames upscaled with Lanczos, as ``--scaling`` makes
     them (the texture is the generator's, not finer).
@@ -64,11 +72,14 @@ def make_frames(side: int, n: int, seed: int, pixel_format: str) -> np.ndarray:
         for _ in range(4):
             fx, fy, ph = rng.uniform(0.5, 3.0), rng.uniform(0.5, 3.0), rng.uniform(0, 6.3)
             field[..., c] += np.sin(2 * np.pi * (fx * x + fy * y) + ph)
-    field = 128 + 28 * field + rng.normal(0, 10, field.shape).astype(np.float32)
+    tex_a = rng.normal(0, 10, field.shape).astype(np.float32)
+    tex_b = rng.normal(0, 10, field.shape).astype(np.float32)
     out = np.empty((n, side, side, 3), np.uint8)
     for k in range(n):
-        frame = field[:, 4 * k : 4 * k + base] + rng.normal(0, 2, (base, base, 3))
-        frame = np.clip(frame, 0, 255).astype(np.uint8)
+        turn = 2 * np.pi * k / TEXTURE_PERIOD
+        window = slice(4 * k, 4 * k + base)
+        texture = np.cos(turn) * tex_a[:, window] + np.sin(turn) * tex_b[:, window]
+        frame = np.clip(128 + 28 * field[:, window] + texture, 0, 255).astype(np.uint8)
         if side != base:
             from PIL import Image
 
@@ -221,8 +232,8 @@ def markdown(report: dict) -> str:
         f"{env['load_average_1m']} (a shared machine: compare rows of one run, not runs)",
         "",
         "Each encoder is its own process encoding one segment as a segment worker does "
-        "(libx264 veryfast, crf 20, into an MP4); frames are drifting smooth colour with a "
-        f"moving texture. Medians of {report['reps']} alternating repetitions.",
+        "(libx264 veryfast, crf 20, into an MP4); frames are drifting smooth colour under a "
+        f"texture that keeps changing (see the script). Medians of {report['reps']} alternating repetitions.",
         "",
     ]
     load, cores = env.get("load_average_1m") or 0, env.get("cores_usable") or 1
