@@ -37,8 +37,8 @@ logger = logging.getLogger("dmv_fast")
 
 #: libx264 frames/s of ONE encoder (1 thread, preset veryfast, crf 20) on one core, at
 #: 512x512 and 1024x1024, from ``benchmarks/results/encoders_cpu.md``.
-X264_FPS_512 = 106.4
-X264_FPS_1024 = 20.8
+X264_FPS_512 = 81.5
+X264_FPS_1024 = 26.0
 #: Frames/s expected of the generator on one H100/H200 at 512 px fp16; other resolutions
 #: scale by the exported graph's multiply-adds per frame (``benchmarks/results/macs.md``).
 GPU_FPS_512 = 1500.0
