@@ -416,6 +416,12 @@ class _AudioTrack:
         return None
 
 
+#: Public names of the audio track, for writers that mux pre-encoded video (segment joins).
+AudioPlan = _AudioPlan
+plan_audio = _plan_audio
+AudioTrack = _AudioTrack
+
+
 # ---------------------------------------------------------------------------------------
 # The writer
 

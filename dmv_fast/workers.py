@@ -1,0 +1,386 @@
+"""Segment workers: processes that each hold one generator session and one encoder.
+
+A :class:`SegmentWorker` builds its generator once and then renders segment after segment:
+it receives a :class:`SegmentTask` (the segment's noise and class vectors, ``[f, 128]`` and
+``[f, 1000]`` float32, and where to put the file), generates the frames, encodes them and
+returns a small :class:`SegmentDone`. Only vectors, paths and encoded segment files cross
+process boundaries, never frames. The same class serves local processes
+(:class:`LocalPool`) and Ray actors (:mod:`dmv_fast.distributed`).
+
+:func:`default_workers` picks how many workers a machine needs: 1 on the CPU (the generator
+is the bottleneck there), and on a GPU enough libx264 encoders to keep up with the generator.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import math
+import multiprocessing as mp
+import os
+import queue
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dmv_fast.segments import VideoSettings, encode_segment
+
+logger = logging.getLogger("dmv_fast")
+
+#: libx264 frames/s of ONE encoder (1 thread, preset veryfast, crf 20) on one core, at
+#: 512x512 and 1024x1024, from ``benchmarks/results/encoders_cpu.md``.
+X264_FPS_512 = 81.5
+X264_FPS_1024 = 26.0
+#: Frames/s expected of the generator on one H100/H200 at 512 px fp16; other resolutions
+#: scale by the exported graph's multiply-adds per frame (``benchmarks/results/macs.md``).
+GPU_FPS_512 = 1500.0
+_GMAC = {128: 7.5, 256: 24.6, 512: 31.9}
+
+
+def _check_count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    return value
+
+
+def encoder_fps(side: int) -> float:
+    """Expected libx264 frames/s of one single-threaded encoder at ``side x side`` pixels."""
+    # Encoding cost grows with the pixel count; interpolate between the two measured sizes.
+    if side <= 512:
+        return X264_FPS_512 * (512 / side) ** 2
+    ratio = math.log((side / 512) ** 2) / math.log(4)  # 0 at 512, 1 at 1024
+    return X264_FPS_512 * (X264_FPS_1024 / X264_FPS_512) ** ratio
+
+
+def default_workers(
+    on_gpu: bool,
+    encoder: str,
+    resolution: int,
+    scaling: int = 1,
+    *,
+    cores: int | None = None,
+    generator_fps: float | None = None,
+) -> int:
+    """How many segment workers a render needs so that encoding never holds the generator.
+
+    Args:
+        on_gpu: the generator runs on a GPU provider.
+        encoder: ``"x264"`` or ``"nvenc"`` (the resolved encoder).
+        resolution: 128, 256 or 512; ``scaling``: the integer upscaling factor.
+        cores: CPU cores to spread over (default: ``os.cpu_count()``).
+        generator_fps: expected generator frames/s (default: 1,500 at 512 px on one
+            H100/H200, scaled by the graph's multiply-adds at other resolutions).
+
+    Returns:
+        1 on the CPU or with NVENC (one hardware stream keeps up); otherwise
+        ``ceil(generator_fps / encoder_fps)`` libx264 encoders, at most one per core.
+    """
+    if not on_gpu or encoder == "nvenc":
+        return 1
+    cores = cores or os.cpu_count() or 1
+    if generator_fps is None:
+        generator_fps = GPU_FPS_512 * _GMAC[512] / _GMAC.get(resolution, _GMAC[512])
+    needed = math.ceil(generator_fps / encoder_fps(resolution * scaling))
+    return max(1, min(cores, needed))
+
+
+# ---------------------------------------------------------------------------------------
+# The model a worker builds
+
+
+@dataclass(frozen=True)
+class WorkerModel:
+    """What a worker builds its generator from (picklable; it crosses process boundaries).
+
+    Attributes:
+        model: a resolved :class:`~dmv_fast.plan.Plan` (used as it is: local workers share
+            the machine it was resolved on), or a :class:`~dmv_fast.plan.ModelSpec` that
+            each worker resolves where it runs (Ray actors on other machines).
+        threads: ONNX Runtime CPU threads of the worker's session (None: one per core).
+    """
+
+    model: Any
+    threads: int | None = None
+
+    @property
+    def spec(self) -> Any:
+        from dmv_fast.plan import Plan
+
+        return self.model.spec if isinstance(self.model, Plan) else self.model
+
+
+def build_visualizer(model: WorkerModel) -> Any:
+    """A ``Visualizer`` for a worker: its session is built on first use, with libx264."""
+    from dmv_fast.pipeline import Visualizer
+    from dmv_fast.plan import Plan
+
+    if isinstance(model.model, Plan):
+        return Visualizer(model.model, threads=model.threads)
+    return Visualizer(model.model, encoder="x264", workers=1, threads=model.threads)
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    """One segment to render.
+
+    Attributes:
+        key: the caller's name for the segment (e.g. ``(song, segment index)``).
+        noise: ``np.ndarray [shape=(f, 128)]`` float32 noise vectors of its frames.
+        class_vectors: ``np.ndarray [shape=(f, 1000)]`` float32 class vectors.
+        truncation: BigGAN truncation in (0, 1].
+        fps: the exact frame rate.
+        video: libx264 settings, the same for every segment of a video.
+        path: where the worker writes the segment file; None: the worker returns the file's
+            bytes instead (workers on other machines).
+    """
+
+    key: Any
+    noise: np.ndarray
+    class_vectors: np.ndarray
+    truncation: float
+    fps: Fraction
+    video: VideoSettings
+    path: str | None = None
+
+
+@dataclass
+class SegmentDone:
+    """What a worker reports for a finished segment (no frames)."""
+
+    key: Any
+    frames: int
+    seconds: float
+    providers: list[str]
+    node: str
+    pid: int
+    data: bytes | None = field(default=None, repr=False)
+
+
+class SegmentWorker:
+    """Holds one generator session and renders segments with it, one at a time.
+
+    Args:
+        model: the model to build (once, on the first task).
+    """
+
+    def __init__(self, model: WorkerModel) -> None:
+        self._model = model
+        self._vis: Any = None
+
+    def node(self) -> str:
+        """Where this worker runs (a Ray worker reports its node id instead)."""
+        return socket.gethostname()
+
+    def render(
+        self, task: SegmentTask, on_frames: Callable[[int], None] | None = None
+    ) -> SegmentDone:
+        """Generate and encode one segment; ``on_frames(n)`` after each encoded batch."""
+        t0 = time.perf_counter()
+        if self._vis is None:
+            self._vis = build_visualizer(self._model)
+        vis = self._vis
+        providers = list(vis.generator.providers)  # builds the session: settles the plan
+        fmt = vis.encoder_format
+        side = vis.plan.frame_size
+        n = len(task.noise)
+        data = None
+        with tempfile.TemporaryDirectory(prefix="dmv-segment-") as scratch:
+            path = Path(task.path) if task.path is not None else Path(scratch) / "segment.mp4"
+            frames = vis.frames(task.noise, task.class_vectors, task.truncation, pixel_format=fmt)
+            batches = _Tee(_prefetch(frames), on_frames)
+            written = encode_segment(batches, path, side, side, task.fps, task.video, fmt)
+            if written != n:
+                raise RuntimeError(f"segment {task.key}: encoded {written} frames, expected {n}")
+            if task.path is None:
+                data = path.read_bytes()
+        return SegmentDone(
+            key=task.key,
+            frames=n,
+            seconds=time.perf_counter() - t0,
+            providers=providers,
+            node=self.node(),
+            pid=os.getpid(),
+            data=data,
+        )
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _prefetch(batches: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
+    """Run ``batches`` on a helper thread, at most ``depth`` batches ahead of the consumer.
+
+    The generator runs there (ONNX Runtime releases the GIL) while the caller encodes. An
+    exception on the helper thread is raised here; stopping early stops the helper.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        q.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item: Any = end
+        except BaseException as exc:  # handed to the consumer
+            item = exc
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=produce, name="dmv-fast-generate", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _Tee:
+    """Iterate batches, reporting each one's frame count after the consumer took it."""
+
+    def __init__(self, batches: Iterator[np.ndarray], on_frames: Callable[[int], None] | None):
+        self._batches = batches
+        self._on_frames = on_frames
+        self._last = 0
+
+    def __iter__(self) -> _Tee:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        if self._last and self._on_frames is not None:
+            self._on_frames(self._last)
+        self._last = 0
+        batch = next(self._batches, None)
+        if batch is None:
+            raise StopIteration
+        self._last = len(batch)
+        return batch
+
+
+# ---------------------------------------------------------------------------------------
+# Local processes
+
+
+_worker: SegmentWorker | None = None
+_frames_queue: Any = None
+
+
+def _init_process(model: WorkerModel, frames_queue: Any) -> None:
+    global _worker, _frames_queue
+    _worker = SegmentWorker(model)
+    _frames_queue = frames_queue
+
+
+def _run_in_process(task: SegmentTask) -> SegmentDone:
+    assert _worker is not None, "worker process not initialised"
+    report = _frames_queue.put if _frames_queue is not None else None
+    return _worker.render(task, on_frames=report)
+
+
+class LocalPool:
+    """``workers`` local processes (spawned), each with its own generator and encoder.
+
+    The workers share this machine's disk: they write segment files in place (``local``).
+
+    Args:
+        model: what each process builds its session from, once.
+        workers: number of processes, >= 1.
+        on_frames: called on this process with the frame count of every batch any worker
+            encodes (for progress over all workers).
+    """
+
+    local = True
+
+    def __init__(
+        self,
+        model: WorkerModel,
+        workers: int,
+        on_frames: Callable[[int], None] | None = None,
+    ) -> None:
+        self.workers = _check_count(workers, "workers")
+        self.model = model
+        ctx = mp.get_context("spawn")
+        self._queue = ctx.Queue() if on_frames is not None else None
+        self._on_frames = on_frames
+        self._executor = cf.ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=ctx,
+            initializer=_init_process,
+            initargs=(model, self._queue),
+        )
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
+        if self._queue is not None:
+            self._reader = threading.Thread(
+                target=self._read, name="dmv-fast-progress", daemon=True
+            )
+            self._reader.start()
+
+    def _read(self) -> None:
+        assert self._queue is not None and self._on_frames is not None
+        while not self._stop.is_set():
+            try:
+                n = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):
+                return
+            self._on_frames(n)
+
+    def run(self, tasks: Iterable[SegmentTask]) -> Iterator[SegmentDone]:
+        """Render every task; yield each result as it finishes (in any order).
+
+        Raises:
+            RuntimeError: a worker process died. The exception of a failed task is re-raised.
+        """
+        futures = [self._executor.submit(_run_in_process, task) for task in tasks]
+        try:
+            for future in cf.as_completed(futures):
+                try:
+                    yield future.result()
+                except cf.process.BrokenProcessPool as e:
+                    raise RuntimeError(f"a segment worker process died ({e})") from e
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        """Stop the processes (a segment being rendered is finished first)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.join()
+        if self._queue is not None:
+            self._queue.close()
+
+    def __enter__(self) -> LocalPool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
