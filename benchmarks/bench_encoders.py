@@ -14,12 +14,12 @@ use x264's own threads.
 Every configuration runs ``--reps`` times, the configurations alternating within each
 repetition so that machine load hits them alike; the table gives medians. From the single
 one-thread encoder it predicts how many encoders a generator at ``--target-fps`` frames/s
-needs (the figure :func:`dmv_fast.workers.default_workers` uses).
+needs (the figure :func:`dmv_fast.plan.default_workers` uses).
 
     python benchmarks/bench_encoders.py [--out benchmarks/results] [--encoders 1,2,4]
 
 Where the plan runs on a GPU it then renders a 3.5-minute song at 512 px end to end (random
-weights, backend auto, workers chosen by :func:`dmv_fast.workers.default_workers`) and
+weights, backend auto, workers chosen by :func:`dmv_fast.plan.default_workers`) and
 records the wall time against the 30 s target (elsewhere that row says why it was skipped):
 
     python benchmarks/bench_encoders.py --out benchmarks/results/gpu
@@ -185,9 +185,8 @@ def gpu_e2e(out: Path, seconds: float) -> dict:
     """A 3.5-minute song at 512 px end to end on a GPU, workers chosen by the plan."""
     from dmv_fast.bench import write_song
     from dmv_fast.options import RenderOptions
-    from dmv_fast.plan import ModelSpec, resolve
+    from dmv_fast.plan import ModelSpec, default_workers, resolve
     from dmv_fast.segmented import render_segmented
-    from dmv_fast.workers import default_workers
 
     spec = ModelSpec(resolution=512, weights="random")
     plan = resolve(spec, encoder="x264")

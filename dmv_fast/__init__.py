@@ -23,6 +23,8 @@ _EXPORTS = {
     "Generator": "dmv_fast.runtime",
     "Visualizer": "dmv_fast.pipeline",
     "render": "dmv_fast.pipeline",
+    "render_many": "dmv_fast.segmented",
+    "render_segmented": "dmv_fast.segmented",
 }
 
 __all__ = [
@@ -37,6 +39,8 @@ __all__ = [
     "analyze",
     "compute_vectors",
     "render",
+    "render_many",
+    "render_segmented",
     "resolve",
 ]
 assert set(__all__) == {"__version__", *_EXPORTS}
@@ -46,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from dmv_fast.options import RenderOptions
     from dmv_fast.pipeline import Visualizer, render
     from dmv_fast.plan import ModelSpec, Plan, resolve
+    from dmv_fast.segmented import render_many, render_segmented
     from dmv_fast.runtime import Generator
     from dmv_fast.trajectory import Vectors, compute_vectors
 

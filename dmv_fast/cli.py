@@ -16,6 +16,7 @@ import typer
 
 import dmv_fast
 from dmv_fast import plan
+from dmv_fast.cli_batch import expand_bare_ray
 from dmv_fast.files import Interrupted, interrupts
 from dmv_fast.options import RenderOptions
 
@@ -321,6 +322,22 @@ def render(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", "-y", help="Replace an existing output file.")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Segment workers (processes), each with its own generator and x264 encoder; "
+            "default: the plan's (1 on the CPU).",
+        ),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Render the segments on Ray actors: a cluster address (auto, HOST:6379, "
+            "ray://HOST:10001) or local; a bare --ray means local.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -363,8 +380,8 @@ def render(
             preset=preset,
         )
         with _Progress(enabled=not quiet) as progress:
-            vis = Visualizer(spec, encoder=options.encoder, progress=progress)
-            result = vis.render(options, overwrite=overwrite)
+            vis = Visualizer(spec, encoder=options.encoder, workers=workers, progress=progress)
+            result = vis.render(options, overwrite=overwrite, workers=workers, ray_address=ray)
     except Interrupted as exc:  # SIGTERM / SIGHUP, turned into an interrupt by main()
         message = f"interrupted by {exc}; no partial video was written"
         raise _fail(message, exc.exit_code) from None
@@ -527,7 +544,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: exits 0, 1 (a handled failure), 2 (a usage error), or 128 + the
     signal after SIGINT, SIGTERM or SIGHUP; every error is one line on stderr."""
     try:
-        args = expand_multi_value(sys.argv[1:] if argv is None else list(argv))
+        args = expand_bare_ray(expand_multi_value(sys.argv[1:] if argv is None else list(argv)))
         with interrupts():
             code = app(args=args, prog_name="dmv-fast", standalone_mode=False)
     except typer.TyperException as exc:  # usage errors: bad or missing options
@@ -543,6 +560,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(code if isinstance(code, int) else 0)
     typer.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _register_commands() -> None:
+    """Commands that live in their own modules (they import this one lazily)."""
+    from dmv_fast.cli_batch import register as register_batch
+
+    register_batch(app)
+
+
+_register_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -195,8 +195,36 @@ class Visualizer:
         resolved = resolve(self.plan.spec, encoder=options.encoder, workers=self.plan.workers)
         return dataclasses.replace(self.plan, encoder=resolved.encoder)
 
-    def render(self, options: RenderOptions, *, overwrite: bool = False) -> RenderResult:
-        """Render ``options.song`` into ``options.output_file``; see :func:`render`."""
+    def render(
+        self,
+        options: RenderOptions,
+        *,
+        overwrite: bool = False,
+        workers: int | None = None,
+        ray_address: str | None = None,
+    ) -> RenderResult:
+        """Render ``options.song`` into ``options.output_file``; see :func:`render`.
+
+        With ``workers > 1`` (given, or the plan's on a GPU) or a ``ray_address``, the render
+        is cut into segments made by several workers and joined
+        (:func:`dmv_fast.segmented.render_segmented`); ``-d``/``-s`` renders stay in one
+        process unless workers are asked for explicitly.
+        """
+        staged = options.use_disk or options.save_only
+        segmented = ray_address is not None or (
+            (workers or 1) > 1 if workers is not None else self.plan.workers > 1 and not staged
+        )
+        if segmented:
+            from dmv_fast.segmented import render_segmented
+
+            return render_segmented(
+                options,
+                self,
+                workers=workers,
+                ray_address=ray_address,
+                overwrite=overwrite,
+                progress=self._progress,
+            )
         return _render(self, options, overwrite=overwrite, progress=self._progress)
 
 
@@ -207,6 +235,8 @@ def render(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     visualizer: Visualizer | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> RenderResult:
     """Render a song into an MP4 with its own audio.
 
@@ -221,6 +251,8 @@ def render(
         overwrite: replace an existing output file.
         progress: ``progress(stage, done, total)`` callback.
         visualizer: reuse a model session across renders.
+        workers, ray_address: segment workers on this machine, or Ray actors (a cluster
+            address, ``"auto"`` or ``"local"``); see :meth:`Visualizer.render`.
 
     Raises:
         ValueError: a bad setting, song or output; a ``visualizer`` whose model differs from
@@ -230,6 +262,7 @@ def render(
         visualizer = Visualizer(
             model if model is not None else ModelSpec(),
             encoder=options.encoder,
+            workers=workers,
             progress=progress,
         )
     elif model is not None and model != visualizer.spec:
@@ -237,7 +270,9 @@ def render(
             f"the visualizer's model ({visualizer.spec}) is not the one asked for ({model}); "
             "pass one or the other"
         )
-    return _render(visualizer, options, overwrite=overwrite, progress=progress or _no_progress)
+    if progress is not None:
+        visualizer._progress = progress
+    return visualizer.render(options, overwrite=overwrite, workers=workers, ray_address=ray_address)
 
 
 def _render(

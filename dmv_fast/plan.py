@@ -63,6 +63,14 @@ MAX_WORKERS = 256
 #: ONNX Runtime's buffers grow with it: batch 30 peaks near 3 GB at 128 px, batch 4 under 1 GB
 #: (benchmarks/results/e2e_cpu.md). So the CPU graph batch is capped; GPUs use the batch asked.
 CPU_BATCH_CAP = 4
+#: libx264 frames/s of ONE encoder (1 thread, preset veryfast, crf 20) on one core, at
+#: 512x512 and 1024x1024, from ``benchmarks/results/encoders_cpu.md``.
+X264_FPS_512 = 81.5
+X264_FPS_1024 = 26.0
+#: Frames/s expected of the generator on one H100/H200 at 512 px fp16; other resolutions
+#: scale by the exported graph's multiply-adds per frame (``benchmarks/results/macs.md``).
+GPU_FPS_512 = 1500.0
+_GMAC = {128: 7.5, 256: 24.6, 512: 31.9}
 #: Precision ``auto`` picks on the CPU (see benchmarks/results/int8_cpu.md for why not int8).
 CPU_AUTO_PRECISION = "fp32"
 
@@ -416,7 +424,7 @@ def resolve(
     pixel_format = "yuv420p" if on_gpu else "rgb24"
     chosen_encoder = _resolve_encoder(encoder, on_gpu, notes)
     if workers is None:
-        workers = default_workers(on_gpu, chosen_encoder, spec.frame_size)
+        workers = default_workers(on_gpu, chosen_encoder, spec.resolution, spec.scaling)
     return Plan(
         spec=spec,
         backend=backend,
@@ -449,13 +457,45 @@ def _resolve_encoder(encoder: str, on_gpu: bool, notes: list[str]) -> str:
     return "nvenc" if ok else "x264"
 
 
-def default_workers(on_gpu: bool, encoder: str, frame_size: int) -> int:
-    """Segment workers that keep the encoder from being the bottleneck: 1 on the CPU (the
-    generator is far slower than one encoder) and with NVENC; on a GPU with libx264, one
-    encoder per two cores, at most 8."""
+def encoder_fps(side: int) -> float:
+    """Expected libx264 frames/s of one single-threaded encoder at ``side x side`` pixels."""
+    # Encoding cost grows with the pixel count; interpolate between the two measured sizes.
+    if side <= 512:
+        return X264_FPS_512 * (512 / side) ** 2
+    ratio = math.log((side / 512) ** 2) / math.log(4)  # 0 at 512, 1 at 1024
+    return X264_FPS_512 * (X264_FPS_1024 / X264_FPS_512) ** ratio
+
+
+def default_workers(
+    on_gpu: bool,
+    encoder: str,
+    resolution: int,
+    scaling: int = 1,
+    *,
+    cores: int | None = None,
+    generator_fps: float | None = None,
+) -> int:
+    """How many segment workers a render needs so that encoding never holds the generator.
+
+    Args:
+        on_gpu: the generator runs on a GPU provider.
+        encoder: ``"x264"`` or ``"nvenc"`` (the resolved encoder).
+        resolution: 128, 256 or 512; ``scaling``: the integer upscaling factor.
+        cores: CPU cores to spread over (default: ``os.cpu_count()``).
+        generator_fps: expected generator frames/s (default: 1,500 at 512 px on one
+            H100/H200, scaled by the graph's multiply-adds at other resolutions).
+
+    Returns:
+        1 on the CPU or with NVENC (one hardware stream keeps up); otherwise
+        ``ceil(generator_fps / encoder_fps)`` libx264 encoders, at most one per core.
+    """
     if not on_gpu or encoder == "nvenc":
         return 1
-    return max(1, min(8, (os.cpu_count() or 2) // 2))
+    cores = cores or os.cpu_count() or 1
+    if generator_fps is None:
+        generator_fps = GPU_FPS_512 * _GMAC[512] / _GMAC.get(resolution, _GMAC[512])
+    needed = math.ceil(generator_fps / encoder_fps(resolution * scaling))
+    return max(1, min(cores, needed))
 
 
 def load_failure(provider: str) -> str:

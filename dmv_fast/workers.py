@@ -7,15 +7,13 @@ returns a small :class:`SegmentDone`. Only vectors, paths and encoded segment fi
 process boundaries, never frames. The same class serves local processes
 (:class:`LocalPool`) and Ray actors (:mod:`dmv_fast.distributed`).
 
-:func:`default_workers` picks how many workers a machine needs: 1 on the CPU (the generator
-is the bottleneck there), and on a GPU enough libx264 encoders to keep up with the generator.
+How many workers a render needs is the plan's decision (:func:`dmv_fast.plan.default_workers`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import math
 import multiprocessing as mp
 import os
 import queue
@@ -35,61 +33,11 @@ from dmv_fast.segments import VideoSettings, encode_segment
 
 logger = logging.getLogger("dmv_fast")
 
-#: libx264 frames/s of ONE encoder (1 thread, preset veryfast, crf 20) on one core, at
-#: 512x512 and 1024x1024, from ``benchmarks/results/encoders_cpu.md``.
-X264_FPS_512 = 81.5
-X264_FPS_1024 = 26.0
-#: Frames/s expected of the generator on one H100/H200 at 512 px fp16; other resolutions
-#: scale by the exported graph's multiply-adds per frame (``benchmarks/results/macs.md``).
-GPU_FPS_512 = 1500.0
-_GMAC = {128: 7.5, 256: 24.6, 512: 31.9}
-
 
 def _check_count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
     return value
-
-
-def encoder_fps(side: int) -> float:
-    """Expected libx264 frames/s of one single-threaded encoder at ``side x side`` pixels."""
-    # Encoding cost grows with the pixel count; interpolate between the two measured sizes.
-    if side <= 512:
-        return X264_FPS_512 * (512 / side) ** 2
-    ratio = math.log((side / 512) ** 2) / math.log(4)  # 0 at 512, 1 at 1024
-    return X264_FPS_512 * (X264_FPS_1024 / X264_FPS_512) ** ratio
-
-
-def default_workers(
-    on_gpu: bool,
-    encoder: str,
-    resolution: int,
-    scaling: int = 1,
-    *,
-    cores: int | None = None,
-    generator_fps: float | None = None,
-) -> int:
-    """How many segment workers a render needs so that encoding never holds the generator.
-
-    Args:
-        on_gpu: the generator runs on a GPU provider.
-        encoder: ``"x264"`` or ``"nvenc"`` (the resolved encoder).
-        resolution: 128, 256 or 512; ``scaling``: the integer upscaling factor.
-        cores: CPU cores to spread over (default: ``os.cpu_count()``).
-        generator_fps: expected generator frames/s (default: 1,500 at 512 px on one
-            H100/H200, scaled by the graph's multiply-adds at other resolutions).
-
-    Returns:
-        1 on the CPU or with NVENC (one hardware stream keeps up); otherwise
-        ``ceil(generator_fps / encoder_fps)`` libx264 encoders, at most one per core.
-    """
-    if not on_gpu or encoder == "nvenc":
-        return 1
-    cores = cores or os.cpu_count() or 1
-    if generator_fps is None:
-        generator_fps = GPU_FPS_512 * _GMAC[512] / _GMAC.get(resolution, _GMAC[512])
-    needed = math.ceil(generator_fps / encoder_fps(resolution * scaling))
-    return max(1, min(cores, needed))
 
 
 # ---------------------------------------------------------------------------------------

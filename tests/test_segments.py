@@ -15,7 +15,7 @@ from _media import gradient_frames, probe, write_song
 
 from dmv_fast.options import RenderOptions
 from dmv_fast.pipeline import render
-from dmv_fast.plan import ModelSpec, resolve
+from dmv_fast.plan import ModelSpec, default_workers, resolve
 from dmv_fast.segments import (
     Segment,
     VideoSettings,
@@ -24,7 +24,7 @@ from dmv_fast.segments import (
     plan_segments,
     segments_folder,
 )
-from dmv_fast.workers import LocalPool, WorkerModel, default_workers
+from dmv_fast.workers import LocalPool, WorkerModel
 
 FPS = Fraction(22050, 2048)
 
@@ -108,7 +108,7 @@ def test_join_refuses_gaps_and_leaves_no_file(tmp_path):
 
 
 def test_default_workers_keep_up_with_the_generator():
-    from dmv_fast.workers import GPU_FPS_512, X264_FPS_512, encoder_fps
+    from dmv_fast.plan import GPU_FPS_512, X264_FPS_512, encoder_fps
 
     # The CPU: the generator is the bottleneck; NVENC: one hardware stream keeps up.
     assert default_workers(False, "x264", 512, 1, cores=16) == 1
@@ -128,17 +128,6 @@ def test_default_workers_keep_up_with_the_generator():
 # End to end with a tiny model
 
 pytest.importorskip("torch")
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    from dmv_fast_export.weights import random_model, save_pretrained, standard_config
-
-    config = standard_config(128)
-    config.channel_width = 4
-    folder = tmp_path_factory.mktemp("tiny-biggan")
-    save_pretrained(random_model(config, seed=3), folder)
-    return folder
 
 
 @pytest.fixture(autouse=True)
@@ -377,3 +366,28 @@ def test_batch_command_renders_every_song_into_the_folder(tmp_path, spec, make_s
     bad = CliRunner().invoke(app, ["batch", str(songs[0]), "--out-dir", str(out), "--workers",
                                    "0", *common])  # fmt: skip
     assert bad.exit_code == 1 and "workers must be an integer >= 1" in bad.output
+
+
+def test_render_command_with_two_workers_gives_the_one_process_video(tmp_path, spec, song):
+    """`dmv-fast render --workers 2` (segments on two processes) against `--workers 1`."""
+    from dmv_fast.cli import main
+
+    common = ["render", "--song", str(song), "--resolution", "128", "--weights", spec.weights,
+              "--batch-size", "4", "--frame-length", "2048", "--backend", "cpu", "--seed", "5",
+              "--crf", "0", "-q"]  # fmt: skip
+    videos = {}
+    for n in (1, 2):
+        videos[n] = tmp_path / f"w{n}.mp4"
+        with pytest.raises(SystemExit) as done:
+            main([*common, "--workers", str(n), "-o", str(videos[n])])
+        assert done.value.code == 0
+    assert not (tmp_path / "w2.segments").exists()  # removed after the join
+
+    def decoded(path: Path) -> np.ndarray:
+        with av.open(str(path)) as c:
+            return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+    one, two = decoded(videos[1]), decoded(videos[2])
+    assert one.shape == two.shape and len(one) == 1 + int(3.0 * 22050) // 2048
+    assert np.array_equal(one, two)  # lossless: the same pixels
+    _check_timing(videos[2], len(one), FPS)
