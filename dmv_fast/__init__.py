@@ -50,8 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from dmv_fast.options import RenderOptions
     from dmv_fast.pipeline import Visualizer, render
     from dmv_fast.plan import ModelSpec, Plan, resolve
-    from dmv_fast.segmented import render_many, render_segmented
     from dmv_fast.runtime import Generator
+    from dmv_fast.segmented import render_many, render_segmented
     from dmv_fast.trajectory import Vectors, compute_vectors
 
 
