@@ -20,7 +20,6 @@ after a successful close.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import math
 import numbers
@@ -34,29 +33,12 @@ from typing import Any
 import av
 import numpy as np
 
+from dmv_fast.audiotrack import AudioPlan, AudioTrack, plan_audio
 from dmv_fast.files import publish, temporary_name
+from dmv_fast.nvenc import NvencVideo, import_nvc, nvenc_options, probe_nvenc
 from dmv_fast.plan import CONTAINERS, ENCODERS, X264_PRESETS
-from dmv_fast.yuv import rgb_to_yuv420
 
 logger = logging.getLogger("dmv_fast")
-
-#: Keyframe interval in frames (x264's default keyint; used for NVENC as well).
-GOP = 250
-#: AAC channel layouts used when the song's layout has no channel names.
-_DEFAULT_LAYOUTS = {
-    1: "mono",
-    2: "stereo",
-    3: "3.0",
-    4: "4.0",
-    5: "5.0",
-    6: "5.1",
-    7: "6.1",
-    8: "7.1",
-}
-_AAC_BITS_PER_CHANNEL = 96_000
-#: Lowest song sample rate taken: FFmpeg's resampler yields nothing from a few Hz to AAC's
-#: lowest rate (7350 Hz), which would leave the video without sound.
-MIN_AUDIO_RATE = 1000
 
 
 @dataclass(frozen=True)
@@ -78,118 +60,7 @@ class EncoderConfig:
 
     def nvenc_options(self, fps: Fraction) -> dict[str, Any]:
         """Keyword options for ``PyNvVideoCodec.CreateEncoder``."""
-        return {
-            "codec": "h264",
-            "preset": "P4",
-            "tuning_info": "high_quality",
-            "rc": "constqp",  # PyNvVideoCodec's name; "cqp" is rejected
-            "constqp": self.crf,
-            "gop": GOP,
-            "idrperiod": GOP,
-            "bf": 0,  # decode order == presentation order: pts = dts = frame index
-            "repeatspspps": 1,
-            # NVENC takes an integer rate for its rate control only; the container
-            # carries the exact rational rate.
-            "fps": max(1, round(fps)),
-        }
-
-
-# ---------------------------------------------------------------------------------------
-# NVENC probe
-
-
-_probe_cache: dict[str, Any] = {}
-
-
-def _import_nvc() -> ModuleType:
-    return importlib.import_module("PyNvVideoCodec")
-
-
-def probe_nvenc() -> tuple[bool, str]:
-    """Whether NVENC can encode H.264 here.
-
-    Imports PyNvVideoCodec and encodes one small frame. The answer is cached for the
-    imported module.
-
-    Returns:
-        ``(available, reason)``: ``reason`` says what was found or what failed.
-    """
-    try:
-        nvc = _import_nvc()
-    except Exception as e:  # ImportError, or the native module failing to load
-        return False, f"PyNvVideoCodec is not importable ({type(e).__name__}: {e})"
-    if _probe_cache.get("module") is nvc:
-        return _probe_cache["result"]
-    result = _probe_module(nvc)
-    _probe_cache.update(module=nvc, result=result)
-    return result
-
-
-def _probe_module(nvc: ModuleType) -> tuple[bool, str]:
-    if not hasattr(av.container.OutputContainer, "add_mux_stream"):
-        return False, f"PyAV {av.__version__} cannot mux pre-encoded video (needs PyAV >= 17)"
-    size = 256
-    try:
-        enc = nvc.CreateEncoder(
-            size, size, "NV12", True, **EncoderConfig().nvenc_options(Fraction(30))
-        )
-        enc.Encode(np.zeros((size * 3 // 2, size), np.uint8))
-        enc.EndEncode()
-    except Exception as e:  # no NVENC on this GPU, no driver, no device...
-        return False, f"NVENC could not start ({type(e).__name__}: {e})"
-    version = getattr(nvc, "__version__", "?")
-    return True, f"PyNvVideoCodec {version} encodes H.264"
-
-
-# ---------------------------------------------------------------------------------------
-# Colour conversion and bitstream helpers
-
-
-def rgb_to_nv12(frame: np.ndarray) -> np.ndarray:
-    """Convert one RGB frame ``[H, W, 3]`` to NV12 ``[H * 3 // 2, W]`` (BT.601 limited range,
-    the host reference :func:`dmv_fast.yuv.rgb_to_yuv420`, with U and V interleaved)."""
-    return yuv420p_to_nv12(rgb_to_yuv420(frame[None])[0])
-
-
-def yuv420p_to_nv12(frame: np.ndarray) -> np.ndarray:
-    """Planar YUV 4:2:0 ``[H * 3 // 2, W]`` (PyAV's yuv420p layout) to NV12, same shape."""
-    h = frame.shape[0] * 2 // 3
-    u = frame[h : h + h // 4].reshape(-1)
-    v = frame[h + h // 4 :].reshape(-1)
-    out = np.empty_like(frame)
-    out[:h] = frame[:h]
-    out[h:].reshape(-1)[0::2] = u
-    out[h:].reshape(-1)[1::2] = v
-    return out
-
-
-def _as_bytes(data: Any) -> bytes:
-    """PyNvVideoCodec's encoded output as bytes (its return type differs across versions)."""
-    if data is None:
-        return b""
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    if isinstance(data, np.ndarray):
-        return data.astype(np.uint8, copy=False).tobytes()
-    if isinstance(data, (list, tuple)):
-        if all(isinstance(x, int) for x in data):
-            return bytes(data)
-        return b"".join(_as_bytes(x) for x in data)
-    return bytes(memoryview(data))
-
-
-def _has_idr(data: bytes) -> bool:
-    """Whether an Annex-B access unit holds an IDR slice (NAL type 5)."""
-    start = 0
-    while True:
-        i = data.find(b"\x00\x00\x01", start)
-        if i < 0 or i + 3 >= len(data):
-            return False
-        if data[i + 3] & 0x1F == 5:
-            return True
-        start = i + 3
+        return nvenc_options(self.crf, fps)
 
 
 # ---------------------------------------------------------------------------------------
@@ -218,208 +89,6 @@ class _X264Video:
 
     def flush(self) -> None:
         self._container.mux(self._stream.encode(None))
-
-
-class _NvencVideo:
-    def __init__(
-        self,
-        nvc: ModuleType,
-        width: int,
-        height: int,
-        fps: Fraction,
-        cfg: EncoderConfig,
-    ):
-        self._width, self._height = width, height
-        # Created before the container gets a video stream, so that a failure here can
-        # still fall back to libx264.
-        self._enc = nvc.CreateEncoder(width, height, "NV12", True, **cfg.nvenc_options(fps))
-        self._fps = fps
-        # Constant: the muxer may change the stream's own time base when it writes the header.
-        self._time_base = 1 / fps
-        self._container: Any = None
-        self._stream: Any = None
-        self._parser = av.CodecContext.create("h264", "r")
-        self.frames = 0  # frames handed to the encoder
-        self.packets = 0  # access units muxed
-
-    def attach(self, container: Any) -> None:
-        self._container = container
-        self._stream = container.add_mux_stream(
-            "h264", rate=self._fps, width=self._width, height=self._height
-        )
-        self._stream.time_base = self._time_base
-
-    def encode(self, frame: np.ndarray, pixel_format: str = "rgb24") -> None:
-        nv12 = rgb_to_nv12(frame) if pixel_format == "rgb24" else yuv420p_to_nv12(frame)
-        self._push(self._enc.Encode(nv12))
-        self.frames += 1
-
-    def flush(self) -> None:
-        self._push(self._enc.EndEncode())
-        self._mux(self._parser.parse(None))
-        if self.packets != self.frames:
-            raise RuntimeError(f"NVENC returned {self.packets} pictures for {self.frames} frames")
-
-    def _push(self, out: Any) -> None:
-        data = _as_bytes(out)
-        if data:  # an empty input would flush the parser
-            self._mux(self._parser.parse(data))
-
-    def _mux(self, packets: list[Any]) -> None:
-        for packet in packets:
-            packet.pts = packet.dts = self.packets
-            packet.duration = 1
-            packet.time_base = self._time_base
-            packet.is_keyframe = _has_idr(bytes(packet))
-            packet.stream = self._stream
-            self._container.mux(packet)
-            self.packets += 1
-
-
-# ---------------------------------------------------------------------------------------
-# Audio: the song's own track, AAC
-
-
-@dataclass(frozen=True)
-class _AudioPlan:
-    rate: int  # the output rate (the song's own unless AAC cannot carry it)
-    layout: str  # the output channel layout name
-    channels: int
-    bit_rate: int
-
-
-def check_audio(path: str | os.PathLike[str]) -> None:
-    """Raise the one-line ValueError the encoder would raise for this song's audio track
-    (no track, more than 8 channels, a layout AAC cannot carry), before any work starts."""
-    _plan_audio(Path(path), log=False)
-
-
-def _plan_audio(path: Path, log: bool = True) -> _AudioPlan:
-    """Check the song's audio track and choose the AAC settings, before any work."""
-    try:
-        with av.open(str(path)) as inp:
-            if not inp.streams.audio:
-                raise ValueError(f"{str(path)!r} has no audio track")
-            ctx = inp.streams.audio[0].codec_context
-            rate, layout = ctx.sample_rate, ctx.layout
-    except av.FFmpegError as e:
-        raise ValueError(f"cannot read audio from {str(path)!r}: {e}") from e
-    channels = layout.nb_channels
-    if not 1 <= channels <= 8:
-        raise ValueError(f"{str(path)!r} has {channels} audio channels; AAC carries 1 to 8")
-    if rate < MIN_AUDIO_RATE:
-        raise ValueError(
-            f"{str(path)!r} is sampled at {rate} Hz; the video's audio track needs at least"
-            f" {MIN_AUDIO_RATE} Hz"
-        )
-    aac_rates = av.Codec("aac", "w").audio_rates or ()
-    out_rate = rate
-    if aac_rates and rate not in aac_rates:
-        out_rate = min(aac_rates, key=lambda r: (abs(r - rate), -r))
-        if log:
-            logger.warning(
-                "AAC cannot carry %d Hz; resampling the audio track to %d Hz", rate, out_rate
-            )
-    bit_rate = min(_AAC_BITS_PER_CHANNEL, 6 * out_rate) * channels
-    for name in dict.fromkeys((layout.name, _DEFAULT_LAYOUTS[channels])):
-        if name.endswith(" channels"):  # no channel names: AAC needs a named layout
-            continue
-        try:
-            ctx = av.CodecContext.create("aac", "w")
-            ctx.sample_rate = out_rate
-            ctx.layout = name
-            ctx.format = "fltp"
-            ctx.bit_rate = bit_rate
-            ctx.open()
-        except (av.FFmpegError, ValueError):
-            continue
-        return _AudioPlan(out_rate, name, channels, bit_rate)
-    raise ValueError(f"AAC cannot encode the {layout.name!r} channel layout of {str(path)!r}")
-
-
-class _AudioTrack:
-    """Decode the song lazily and encode it as AAC up to a given sample count."""
-
-    def __init__(self, path: Path, plan: _AudioPlan, container: Any, start: float):
-        self._path = path
-        self._plan = plan
-        self._container = container
-        stream = container.add_stream("aac", rate=plan.rate, layout=plan.layout)
-        stream.bit_rate = plan.bit_rate
-        stream.time_base = Fraction(1, plan.rate)
-        self._stream = stream
-        self._input = av.open(str(path))
-        self._decoded = self._input.decode(self._input.streams.audio[0])
-        self._skip = round(start * plan.rate)
-        self._pending = np.zeros((plan.channels, 0), np.float32)
-        self._resampler: Any = None
-        self._ended = False
-        self.samples = 0  # samples encoded so far
-
-    def feed(self, target: int) -> None:
-        """Encode audio until ``target`` samples in total, or the end of the song."""
-        while self.samples < target:
-            if self._pending.shape[1] == 0:
-                block = self._next_block()
-                if block is None:
-                    return
-                self._pending = block
-                continue
-            take = min(self._pending.shape[1], target - self.samples)
-            chunk, self._pending = self._pending[:, :take], self._pending[:, take:]
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(chunk.T).reshape(1, -1), format="flt", layout=self._plan.layout
-            )
-            frame.sample_rate = self._plan.rate
-            frame.time_base = self._stream.time_base
-            frame.pts = self.samples
-            self._container.mux(self._stream.encode(frame))
-            self.samples += take
-
-    def finish(self) -> None:
-        self._container.mux(self._stream.encode(None))
-        self.close()
-
-    def close(self) -> None:
-        self._input.close()
-
-    def _next_block(self) -> np.ndarray | None:
-        """The next decoded samples as ``float32 [channels, n]``, or None at the end."""
-        while not self._ended:
-            try:
-                frame = next(self._decoded, None)
-            except av.FFmpegError as e:
-                raise RuntimeError(f"cannot decode the audio of {str(self._path)!r}: {e}") from e
-            if self._resampler is None:
-                # Sample format only (and the rate where AAC cannot carry the song's own);
-                # the channel layout is relabelled below, never remixed. Packed samples:
-                # PyAV reports 9 planes for 8-channel planar frames and crashes reading them.
-                self._resampler = av.AudioResampler(
-                    format="flt",
-                    layout=frame.layout if frame is not None else self._plan.layout,
-                    rate=self._plan.rate,
-                )
-            out = self._resampler.resample(frame)
-            if frame is None:
-                self._ended = True
-            if not out:
-                continue
-            channels = self._plan.channels
-            block = np.concatenate(
-                [f.to_ndarray().reshape(-1, channels).T for f in out], axis=1
-            ).astype(np.float32)
-            if self._skip:
-                cut = min(self._skip, block.shape[1])
-                block, self._skip = block[:, cut:], self._skip - cut
-            if block.shape[1]:
-                return block
-        return None
-
-
-#: Public names of the audio track, for writers that mux pre-encoded video (segment joins).
-AudioPlan = _AudioPlan
-plan_audio = _plan_audio
-AudioTrack = _AudioTrack
 
 
 # ---------------------------------------------------------------------------------------
@@ -498,11 +167,11 @@ class VideoWriter:
         self._format: str = _check_destination(self.path, overwrite)
         self._overwrite: bool = bool(overwrite)
         self.audio: Path | None = Path(audio) if audio is not None else None
-        self._audio_plan: _AudioPlan | None = None
+        self._audio_plan: AudioPlan | None = None
         if self.audio is not None:
             if not self.audio.is_file():
                 raise ValueError(f"audio file {str(self.audio)!r} does not exist")
-            self._audio_plan = _plan_audio(self.audio)
+            self._audio_plan = plan_audio(self.audio)
         self._audio_start: float = float(audio_start)
         self._requested: str = encoder
         self._config: EncoderConfig = EncoderConfig("x264", int(crf), preset, int(threads))
@@ -510,7 +179,7 @@ class VideoWriter:
         if encoder != "x264":
             ok, reason = probe_nvenc()
             if ok:
-                self._nvc = _import_nvc()
+                self._nvc = import_nvc()
                 self._config = dataclasses.replace(self._config, encoder="nvenc")
             elif encoder == "nvenc":
                 raise RuntimeError(f"NVENC is not available: {reason}")
@@ -520,7 +189,7 @@ class VideoWriter:
         self._tmp: Path | None = None
         self._container: Any = None
         self._video: Any = None
-        self._audio: _AudioTrack | None = None
+        self._audio: AudioTrack | None = None
         self._state: str = "new"  # new -> open -> closed
 
     # -- public API ------------------------------------------------------------------
@@ -548,7 +217,13 @@ class VideoWriter:
         if self._config.encoder == "nvenc":
             assert self._nvc is not None
             try:
-                video = _NvencVideo(self._nvc, self.width, self.height, self.fps, self._config)
+                video = NvencVideo(
+                    self._nvc,
+                    self.width,
+                    self.height,
+                    self.fps,
+                    self._config.nvenc_options(self.fps),
+                )
             except Exception as e:
                 if self._requested == "auto":
                     logger.info("NVENC unavailable (%s); encoding with libx264", e)
@@ -565,7 +240,7 @@ class VideoWriter:
             self._video = video
             if self._audio_plan is not None:
                 assert self.audio is not None
-                self._audio = _AudioTrack(
+                self._audio = AudioTrack(
                     self.audio, self._audio_plan, self._container, self._audio_start
                 )
         except BaseException:

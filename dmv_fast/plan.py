@@ -442,7 +442,7 @@ def resolve(
 def _resolve_encoder(encoder: str, on_gpu: bool, notes: list[str]) -> str:
     if encoder == "x264":
         return "x264"
-    from dmv_fast.encode import probe_nvenc
+    from dmv_fast.nvenc import probe_nvenc
 
     if encoder == "nvenc":
         ok, why = probe_nvenc()

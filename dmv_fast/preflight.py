@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from dmv_fast.audio import AudioInfo, probe_audio
-from dmv_fast.encode import check_audio
+from dmv_fast.audiotrack import check_audio
 from dmv_fast.files import sweep, temporary_name
 from dmv_fast.options import RenderOptions
 

@@ -91,7 +91,7 @@ def _plan_of(model: Any, workers: int | None) -> Plan:
 
 def _check(options: RenderOptions, overwrite: bool) -> None:
     """Everything cheap about one render, before any analysis."""
-    from dmv_fast.encode import plan_audio
+    from dmv_fast.audiotrack import plan_audio
     from dmv_fast.preflight import preflight
 
     if options.use_disk or options.save_only:

@@ -35,7 +35,10 @@ from typing import Any
 import av
 import numpy as np
 
-from dmv_fast.encode import CONTAINERS, GOP, AudioTrack, VideoWriter, plan_audio
+from dmv_fast.audiotrack import AudioTrack, plan_audio
+from dmv_fast.encode import VideoWriter
+from dmv_fast.nvenc import GOP
+from dmv_fast.plan import CONTAINERS
 
 logger = logging.getLogger("dmv_fast")
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from _media import fake_pynvvideocodec, gradient_frames, probe, write_song
 
-from dmv_fast import encode
-from dmv_fast.encode import VideoWriter, probe_nvenc, rgb_to_nv12
+from dmv_fast import nvenc
+from dmv_fast.encode import VideoWriter
 from dmv_fast.files import is_temporary
+from dmv_fast.nvenc import probe_nvenc, rgb_to_nv12
 
 N = 40  # frames per test video
 
@@ -21,7 +22,7 @@ N = 40  # frames per test video
 @pytest.fixture(autouse=True)
 def _fresh_probe(monkeypatch):
     """Each test sees its own PyNvVideoCodec (real, missing or fake), never a cached probe."""
-    monkeypatch.setattr(encode, "_probe_cache", {})
+    monkeypatch.setattr(nvenc, "_probe_cache", {})
 
 
 @pytest.fixture
@@ -212,7 +213,7 @@ def test_rgb_to_nv12_matches_ffmpeg():
 def test_auto_uses_nvenc_when_the_probe_succeeds(tmp_path, monkeypatch, output):
     fake = fake_pynvvideocodec(output=output)
     monkeypatch.setitem(sys.modules, "PyNvVideoCodec", fake)
-    monkeypatch.setattr(encode, "GOP", 8)
+    monkeypatch.setattr(nvenc, "GOP", 8)
     assert probe_nvenc()[0]
     fps = Fraction(22050, 1024)
     song = write_song(tmp_path / "song.wav", 3.0, 44100, 2, tones=True)

@@ -628,7 +628,7 @@ DISK_FULL = {
     "record json": (_full_disk("dmv_fast.record.json.dumps"), [], {SONG}),
     "video frames": (_full_disk("dmv_fast.encode._X264Video.encode", 5), [], {SONG}),
     "video flush": (_full_disk("dmv_fast.encode._X264Video.flush"), [], {SONG}),
-    "audio track": (_full_disk("dmv_fast.encode._AudioTrack.feed", 2), [], {SONG}),
+    "audio track": (_full_disk("dmv_fast.audiotrack.AudioTrack.feed", 2), [], {SONG}),
     "video fsync": (_full_disk("dmv_fast.files._fsync"), [], {SONG}),
     "record rename": (_full_disk("dmv_fast.record.publish"), [], {SONG}),
     "frame png": (_full_disk("PIL.Image.Image.save", 6), ["-d"], {SONG, "o.frames"}),

@@ -61,7 +61,8 @@ def test_odd_sizes_are_refused():
 def test_writer_takes_yuv420p_planes_and_nvenc_layout_is_interleaved(tmp_path):
     from fractions import Fraction
 
-    from dmv_fast.encode import VideoWriter, yuv420p_to_nv12
+    from dmv_fast.encode import VideoWriter
+    from dmv_fast.nvenc import yuv420p_to_nv12
 
     frames = _frames(4, 32, 32)
     out = tmp_path / "yuv.mp4"
