@@ -8,6 +8,7 @@ Cache layout (``DMV_FAST_CACHE`` overrides the folder; default: platformdirs'
     <cache>/onnx/<model>-<res>-<precision>-b<batch>-x<scaling>-<pixels>-<key>.onnx
     <cache>/onnx/<same>.json                              what the graph is, its SHA-256,
                                                           the parity check against PyTorch
+                                                          (int8: the quality against fp32)
     <cache>/tensorrt/                                     TensorRT engine and timing caches
 
 Weights resolve in a fixed order and never touch the network when the cache or a local path
@@ -41,7 +42,7 @@ Progress = Callable[[int, int], None]
 
 ENV_CACHE = "DMV_FAST_CACHE"
 RESOLUTIONS = (128, 256, 512)
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")  # int8: the CPU provider only
 PIXELS = ("stretch", "fixed")
 WEIGHTS_NAME = "pytorch_model.bin"
 CONFIG_NAME = "config.json"
@@ -365,11 +366,21 @@ def exporter_version() -> str:
     return EXPORTER_VERSION
 
 
+def check_precision_backend(precision: str, backend: str) -> None:
+    """ValueError when a graph precision cannot run on ``backend``: int8 graphs are made for
+    ONNX Runtime's CPU provider (integer convolutions), not for the GPU providers."""
+    if precision == "int8" and backend in ("cuda", "tensorrt"):
+        raise ValueError(
+            f"precision 'int8' runs on the CPU only, not on backend {backend!r}: "
+            "use --backend cpu, or fp16/fp32 on a GPU"
+        )
+
+
 def onnx_key(
     source: WeightsSource, precision: str, batch_size: int, scaling: int, pixels: str
 ) -> dict[str, Any]:
-    """Everything an exported graph depends on."""
-    return {
+    """Everything an exported graph depends on (an int8 graph: also the quantizer's version)."""
+    key: dict[str, Any] = {
         "model": source.slug,
         "weights_sha256": source.sha256,
         "resolution": source.resolution,
@@ -379,6 +390,11 @@ def onnx_key(
         "pixels": pixels,
         "exporter_version": exporter_version(),
     }
+    if precision == "int8":
+        from dmv_fast_export import QUANTIZER_VERSION
+
+        key["quantizer_version"] = QUANTIZER_VERSION
+    return key
 
 
 def onnx_path(key: dict[str, Any]) -> Path:
@@ -439,11 +455,13 @@ def ensure_onnx(
 
     The cache is checked first (by weights hash, precision, batch, scaling, pixels and
     exporter version; a damaged entry is rebuilt). Exporting needs the ``[export]`` extra.
+    An int8 graph is quantized from the fp32 graph of the same settings (see
+    :mod:`dmv_fast_export.quantize`), which is exported first when it is not cached.
 
     Args:
         resolution: 128, 256 or 512 (a local model: its ``config.json``'s ``output_dim``).
         weights: see :func:`resolve_weights`.
-        precision: ``"fp32"`` or ``"fp16"``.
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (CPU provider only).
         batch_size: the graph's static batch size.
         scaling: integer Lanczos upscaling inside the graph (1 = none).
         pixels: ``"stretch"`` or ``"fixed"``.
@@ -465,6 +483,12 @@ def ensure_onnx(
     source = resolve_weights(weights, resolution, progress=progress)
     key = onnx_key(source, precision, batch_size, scaling, pixels)
     path = cached_onnx(key)
+    if path is None and precision == "int8":
+        # Quantized from the fp32 graph of the same settings (exported first if needed).
+        from dmv_fast_export.quantize import quantize_source
+
+        fp32 = ensure_onnx(resolution, weights, "fp32", batch_size, scaling, pixels, None, progress)
+        path = quantize_source(source, fp32, key, progress=progress)
     if path is None:
         if not torch_available():
             raise RuntimeError(f"exporting the generator needs PyTorch: {_EXPORT_HINT}")

@@ -48,11 +48,18 @@ _TRT_LIBS = (
 
 
 def resolve_precision(precision: str, backend: str) -> str:
-    """``"auto"`` precision: fp16 where a GPU provider will run the graph, else fp32."""
-    if precision in ("fp32", "fp16"):
+    """``"auto"`` precision: fp16 where a GPU provider will run the graph, else fp32.
+
+    ``"int8"`` is the CPU provider's: with ``backend`` ``"cuda"``/``"tensorrt"`` it is a
+    ValueError (raised here, before any export or session).
+    """
+    if precision in ("fp32", "fp16", "int8"):
+        from dmv_fast.models import check_precision_backend
+
+        check_precision_backend(precision, backend)
         return precision
     if precision != "auto":
-        raise ValueError(f"precision must be 'auto', 'fp32' or 'fp16', got {precision!r}")
+        raise ValueError(f"precision must be 'auto', 'fp32', 'fp16' or 'int8', got {precision!r}")
     if backend == "cpu":
         return "fp32"
     if backend in ("cuda", "tensorrt"):
@@ -85,7 +92,8 @@ class Generator:
         backend: ``"auto"`` (TensorRT ▸ CUDA ▸ CPU), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
         threads: intra-op threads on the CPU (None: ONNX Runtime's default, one per core).
         batch_size, precision, scaling, pixels: graph settings when ``model`` is a name
-            (``precision="auto"``: fp16 on a GPU provider, fp32 on the CPU).
+            (``precision="auto"``: fp16 on a GPU provider, fp32 on the CPU; ``"int8"``: the
+            CPU provider only, a ValueError with a GPU backend; ``auto`` then runs on the CPU).
         device_id: CUDA device.
         cuda_graph: capture the run in a CUDA graph (CUDA/TensorRT providers; every node must
             run on the GPU).
@@ -139,6 +147,14 @@ class Generator:
                     f"{', '.join(models.PRETRAINED)}"
                 )
         self.model_path = Path(path)
+        record = models.onnx_record(self.model_path)
+        if (
+            record
+            and isinstance(record.get("key"), dict)
+            and record["key"].get("precision") == "int8"
+        ):
+            models.check_precision_backend("int8", backend)
+            backend = "cpu"  # an int8 graph is made for the CPU provider
         self.yuv420 = bool(yuv420)
         self.backend = backend
         self.device_id = device_id

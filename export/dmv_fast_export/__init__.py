@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 #: Bump when the graph changes: cached graphs of another version are rebuilt.
 EXPORTER_VERSION = "2"
+#: Bump when the int8 recipe changes (:mod:`dmv_fast_export.quantize`): int8 graphs are rebuilt.
+QUANTIZER_VERSION = "1"
 
-__all__ = ["EXPORTER_VERSION", "export_model"]
+__all__ = ["EXPORTER_VERSION", "QUANTIZER_VERSION", "export_model"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from dmv_fast_export.export import export_model

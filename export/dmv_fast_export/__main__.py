@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         help="biggan-deep-128/256/512 (default: the one of --resolution), a folder with "
         "pytorch_model.bin + config.json, or 'random'",
     )
-    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
     parser.add_argument("--batch-size", "--batch_size", type=int, default=30)
     parser.add_argument("--scaling", type=int, default=1, help="integer Lanczos upscaling")
     parser.add_argument("--pixels", choices=("stretch", "fixed"), default="stretch")

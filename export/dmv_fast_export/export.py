@@ -157,7 +157,11 @@ def export_source(
     """Export the graph for a resolved weights source into the cache; returns its path.
 
     ``model``: the source's PyTorch model when the caller has it loaded already.
+    ``precision``: ``"fp32"`` or ``"fp16"`` (int8 graphs are quantized from the fp32 one:
+    :func:`dmv_fast_export.quantize.quantize_source`).
     """
+    if precision == "int8":
+        raise ValueError("int8 graphs are quantized from the fp32 graph, not exported directly")
     steps = 5
     report = progress or (lambda done, total: None)
     started = time.perf_counter()
@@ -257,7 +261,8 @@ def export_model(
         resolution: 128, 256 or 512 (a local model: its ``config.json``'s ``output_dim``).
         weights: ``None``/``"biggan-deep-<R>"`` (pretrained, downloaded once), a local folder
             with ``pytorch_model.bin`` + ``config.json``, or ``"random"``.
-        precision: ``"fp32"`` or ``"fp16"``.
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (quantized from the fp32 graph, for
+            the CPU provider).
         batch_size: the graph's static batch size.
         scaling: integer Lanczos upscaling inside the graph.
         pixels: ``"stretch"`` or ``"fixed"``.
@@ -274,6 +279,12 @@ def export_model(
     source = models.resolve_weights(weights, resolution, progress=progress)
     key = models.onnx_key(source, precision, batch_size, scaling, pixels)
     path = None if force else models.cached_onnx(key)
+    if path is None and precision == "int8":
+        from dmv_fast_export.quantize import quantize_source
+
+        fp32 = export_model(resolution, weights, "fp32", batch_size, scaling, pixels,
+                            progress=progress, force=force)  # fmt: skip
+        path = quantize_source(source, fp32, key, progress=progress)
     if path is None:
         path = export_source(source, precision, batch_size, scaling, pixels, progress=progress)
     return path if output is None else models.copy_onnx(path, output)
