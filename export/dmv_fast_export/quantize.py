@@ -291,12 +291,17 @@ def calibrate(
             return next(self._it, None)
 
     with tempfile.TemporaryDirectory(prefix="dmv-int8-") as tmp:
-        _quantize(model, Path(tmp) / "all.onnx", (), Reader(), ranges_path)
+        # By path: ONNX Runtime saves a model given as a proto with external data, rewriting
+        # the proto itself to point at a temporary folder it then deletes.
+        equalized = Path(tmp) / "equalized.onnx"
+        onnx.save_model(model, os.fspath(equalized))
+        del model
+        _quantize(equalized, Path(tmp) / "all.onnx", (), Reader(), ranges_path)
     return ranges_path
 
 
 def _quantize(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | Path,
     out: Path,
     exclude: Sequence[str],
     reader: Any,
@@ -311,7 +316,7 @@ def _quantize(
     root.setLevel(logging.ERROR)
     try:
         quantize_static(
-            model,
+            model if isinstance(model, onnx.ModelProto) else os.fspath(model),
             os.fspath(out),
             reader,
             quant_format=QuantFormat.QDQ,
