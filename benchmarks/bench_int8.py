@@ -236,7 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=240, help="per speed row")
     parser.add_argument("--groups", action="store_true", help="layer-group study at 128 px")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument(
+        "--from-json", default=None, help="only recompute the derived figures of a results file"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+        for row in result["speed"]:
+            add_fractions(row)
+        write(result, Path(args.out))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     resolutions = [int(r) for r in args.resolutions.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
@@ -271,13 +280,9 @@ def main(argv: list[str] | None = None) -> int:
             row = speed(
                 {"fp32": fp32, "int8": int8}, batch, args.threads, args.reps, args.max_seconds
             )
-            for name in ("fp32", "int8"):
-                row[name].update(
-                    fraction_of_peak(
-                        row[name]["fps_best"], GMAC_PER_FRAME[res], machine["sgemm_gflops"]
-                    )
-                )
-            result["speed"].append({"resolution": res, "batch": batch, **row})
+            row = {"resolution": res, "batch": batch, **row}
+            add_fractions(row)
+            result["speed"].append(row)
             logging.info(
                 "%d px batch %d: %s", res, batch, {k: v for k, v in row.items() if k != "fp32"}
             )
@@ -289,13 +294,26 @@ def main(argv: list[str] | None = None) -> int:
             fp32, batch, args.threads, args.frames, max(2, args.reps // 2)
         )
     result["sgemm_end_gflops"] = round(machine_info()["sgemm_gflops"], 1)
+    write(result, Path(args.out))
+    return 0
+
+
+def add_fractions(row: dict[str, Any]) -> None:
+    """GFLOP/s of each graph and its share of the sgemm peak taken in the same repetitions."""
+    for name in ("fp32", "int8"):
+        row[name].update(
+            fraction_of_peak(
+                row[name]["fps_best"], GMAC_PER_FRAME[row["resolution"]], row["sgemm_gflops_best"]
+            )
+        )
+
+
+def write(result: dict[str, Any], out: Path) -> None:
     result["decision"] = decide(result)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "int8_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "int8_cpu.md").write_text(markdown(result))
     print(markdown(result))
-    return 0
 
 
 if __name__ == "__main__":
