@@ -14,11 +14,13 @@ random weights were made for (see :func:`in_range_vectors`). ``--groups`` also q
 conv, all three) to show what each buys.
 
     python benchmarks/bench_int8.py [--resolutions 128,256] [--batches 1,4] [--reps 5]
-        [--threads 2] [--frames 8] [--groups] [--in-range] [--out benchmarks/results]
+        [--threads 2] [--frames 8] [--groups] [--in-range] [--weights random|pretrained]
+        [--out benchmarks/results]
         [--from-json benchmarks/results/int8_cpu.json]
 
 Writes ``int8_cpu.json`` and ``int8_cpu.md``. Weights: ``--weights random`` (the full
-architecture; see the markdown for what random weights mean for the quality figures).
+architecture, converged random weights; the default), ``pretrained`` (``biggan-deep-<R>``,
+cached or downloaded) or a folder.
 """
 
 from __future__ import annotations
@@ -189,7 +191,7 @@ def markdown(result: dict[str, Any]) -> str:
         "# int8 against fp32 on the CPU provider",
         "",
         f"{m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_flags']) or 'no AVX2'}), "
-        f"{result['threads']} ORT threads, `--weights random`, one run ({result['when']}). "
+        f"{result['threads']} ORT threads, `--weights {result['weights']}`, one run ({result['when']}). "
         f"fp32 peak of this machine in the same run: NumPy sgemm {m['sgemm_gflops']} GFLOP/s "
         f"(best of 7, n={m['sgemm_n']}, {m['blas']}, OPENBLAS_CORETYPE={m['openblas_coretype']}; "
         f"{result['sgemm_end_gflops']} GFLOP/s at the end of the run). "
@@ -287,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=8, help="frames per truncation (quality)")
     parser.add_argument("--max-seconds", type=float, default=240, help="per speed row")
     parser.add_argument("--groups", action="store_true", help="layer-group study at 128 px")
+    parser.add_argument(
+        "--weights", default="random", help="'random' (default), 'pretrained' or a folder"
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument(
         "--in-range", action="store_true", help="128 px quality on in-range vectors too"
@@ -303,11 +308,16 @@ def main(argv: list[str] | None = None) -> int:
         for row in result["speed"]:
             add_fractions(row)
         if args.in_range:
-            fp32 = models.ensure_onnx(128, "random", "fp32", 4)
+            fp32 = models.ensure_onnx(128, result["weights"], "fp32", 4)
             result["in_range"] = in_range_study(fp32, args.frames, args.threads)
         write(result, Path(args.out))
         return 0
     resolutions = [int(r) for r in args.resolutions.split(",")]
+
+    def weights(res: int) -> str:
+        """``--weights``; ``pretrained`` means ``biggan-deep-<res>`` (cached or downloaded)."""
+        return f"biggan-deep-{res}" if args.weights == "pretrained" else args.weights
+
     batches = [int(b) for b in args.batches.split(",")]
 
     machine = machine_info()
@@ -315,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "threads": args.threads,
-        "weights": "random",
+        "weights": args.weights,
         "onnxruntime": ort.__version__,
         "machine": machine,
         "fp32_groups": list(quantize.DEFAULT_KEEP),
@@ -326,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         paths = {}
         for batch in batches:
             t0 = time.perf_counter()
-            fp32 = models.ensure_onnx(res, "random", "fp32", batch)
-            int8 = models.ensure_onnx(res, "random", "int8", batch)
+            fp32 = models.ensure_onnx(res, weights(res), "fp32", batch)
+            int8 = models.ensure_onnx(res, weights(res), "int8", batch)
             paths[batch] = (fp32, int8)
             logging.info(
                 "%d px batch %d: graphs ready in %.0f s", res, batch, time.perf_counter() - t0
@@ -349,12 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.groups:
         batch = max(batches)
         result["groups_batch"] = batch
-        fp32 = models.ensure_onnx(128, "random", "fp32", batch)
+        fp32 = models.ensure_onnx(128, weights(128), "fp32", batch)
         result["groups"] = group_study(
             fp32, batch, args.threads, args.frames, max(2, args.reps // 2)
         )
     if args.in_range:
-        fp32 = models.ensure_onnx(128, "random", "fp32", max(batches))
+        fp32 = models.ensure_onnx(128, weights(128), "fp32", max(batches))
         result["in_range"] = in_range_study(fp32, args.frames, args.threads)
     result["sgemm_end_gflops"] = round(machine_info()["sgemm_gflops"], 1)
     write(result, Path(args.out))
