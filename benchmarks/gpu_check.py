@@ -42,10 +42,6 @@ for extra in (ROOT, ROOT / "export"):
 
 from dmv_fast import bench  # noqa: E402
 
-PRECISION = {"ort-cpu": "fp32", "ort-cuda-fp32": "fp32", "ort-cuda-fp16": "fp16"}
-PRECISION["ort-trt-fp16"] = "fp16"
-RUNTIME_BACKEND = {"ort-cpu": "cpu", "ort-cuda-fp32": "cuda", "ort-cuda-fp16": "cuda"}
-RUNTIME_BACKEND["ort-trt-fp16"] = "tensorrt"
 MODULES = (
     "numpy",
     "onnxruntime",
@@ -92,26 +88,27 @@ def modules_present() -> dict[str, bool]:
     return {m: importlib.util.find_spec(m) is not None for m in MODULES}
 
 
-def _generator(resolution: int, backend_name: str, batch: int) -> Any:
-    """A loaded :class:`dmv_fast.runtime.Generator` (raises bench.Skip when impossible)."""
-    backend = RUNTIME_BACKEND[backend_name]
-    problem = bench.provider_problem(backend)
-    if problem:
-        raise bench.Skip(problem)
-    bench.prepare_row(backend_name, resolution, batch)
+def _visualizer(resolution: int, backend_name: str, batch: int, plan: Any = None) -> Any:
+    """A :class:`dmv_fast.pipeline.Visualizer` on the row's plan (``plan``: one already
+    prepared), graph exported, session loaded and on the row's backend (raises
+    bench.Unavailable when the plan says it cannot run here or the session settled
+    elsewhere)."""
+    if plan is None:
+        plan = bench.prepare_row(backend_name, resolution, batch)
+    if plan is None:
+        raise bench.Unavailable(f"{backend_name} does not run on ONNX Runtime")
     from dmv_fast.pipeline import Visualizer
 
-    vis = Visualizer(
-        resolution,
-        weights="random",
-        backend=backend,
-        precision=PRECISION[backend_name],
-        batch_size=batch,
-    )
-    try:
-        return vis.generator
-    except (RuntimeError, ValueError) as exc:
-        raise bench.Skip(str(exc).splitlines()[0]) from exc
+    vis = Visualizer(plan)
+    _ = vis.generator
+    if vis.plan.backend != plan.backend:
+        raise bench.Unavailable(f"{backend_name}: the session settled on {vis.plan.backend}")
+    return vis
+
+
+def _generator(resolution: int, backend_name: str, batch: int) -> Any:
+    """A loaded :class:`dmv_fast.runtime.Generator` on the row's backend."""
+    return _visualizer(resolution, backend_name, batch).generator
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -125,11 +122,11 @@ def parity(check: Check, resolution: int, n_frames: int, backends: list[str]) ->
     noise, classes = bench.random_inputs(rng, n_frames)
     try:
         ref_gen = _generator(resolution, "ort-cpu", 1)
-    except bench.Skip as exc:
+    except bench.Unavailable as exc:
         check.skip(f"parity {resolution}", f"no CPU reference: {exc}")
         return
     except Exception as exc:
-        check.skip(f"parity {resolution}", f"no CPU reference: {bench._first_line(exc)}")
+        check.skip(f"parity {resolution}", f"no CPU reference: {bench.first_line(exc)}")
         return
     t0 = time.perf_counter()
     ref = np.concatenate(
@@ -138,7 +135,7 @@ def parity(check: Check, resolution: int, n_frames: int, backends: list[str]) ->
     log(f"parity {resolution}: CPU reference {n_frames} frames in {time.perf_counter() - t0:.1f} s")
     del ref_gen
     for name in backends:
-        if name == "ort-cpu" or name not in RUNTIME_BACKEND:
+        if name == "ort-cpu" or bench.BACKENDS[name].backend is None:
             continue
         entry: dict[str, Any] = {"backend": name, "resolution": resolution, "frames": n_frames}
         if check.left() < 30:
@@ -162,10 +159,10 @@ def parity(check: Check, resolution: int, n_frames: int, backends: list[str]) ->
                     constant_output=bool(out.min() == out.max()),
                 )
                 del gen
-            except bench.Skip as exc:
+            except bench.Unavailable as exc:
                 entry.update(status="skipped", reason=str(exc))
             except Exception as exc:
-                entry.update(status="failed", reason=bench._first_line(exc))
+                entry.update(status="failed", reason=bench.first_line(exc))
         log(f"parity {resolution} {name}: {entry}")
         check.report["parity"].append(entry)
         check.save()
@@ -177,55 +174,39 @@ def end_to_end(check: Check, resolution: int, seconds: float, batch: int) -> Non
         if importlib.util.find_spec(module) is None:
             check.skip("end to end", f"{module} is not installed")
             return
-    chosen = None
+    chosen = plan = None
     for name in ("ort-cuda-fp16", "ort-cpu"):
-        problem = bench.provider_problem(RUNTIME_BACKEND[name])
-        if problem is None:
-            chosen = name
-            break
-        check.report.setdefault("e2e_notes", []).append(f"{name}: {problem}")
+        try:
+            plan = bench.prepare_row(name, resolution, batch)  # the plan; the graph exported
+        except bench.Unavailable as exc:
+            check.report.setdefault("e2e_notes", []).append(f"{name}: {exc}")
+            continue
+        except Exception as exc:
+            check.report.setdefault("e2e_notes", []).append(f"{name}: {bench.first_line(exc)}")
+            continue
+        chosen = name
+        break
     if chosen is None:
-        check.skip("end to end", "no ONNX Runtime backend")
+        check.skip("end to end", "no ONNX Runtime backend runs here")
         return
-    try:
-        bench.prepare_row(chosen, resolution, batch)
-    except Exception as exc:
-        check.skip("end to end", bench._first_line(exc))
-        return
-    from dmv_fast.pipeline import Visualizer
 
     with tempfile.TemporaryDirectory(prefix="dmv-fast-gpu-check-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
         song = bench.write_song(work / "song.wav", seconds)
         synth_s = time.perf_counter() - t0
-        vis = Visualizer(
-            resolution,
-            weights="random",
-            backend=RUNTIME_BACKEND[chosen],
-            precision=PRECISION[chosen],
-            batch_size=batch,
-        )
         t0 = time.perf_counter()
         try:
-            _ = vis.generator
+            vis = _visualizer(resolution, chosen, batch, plan)
         except Exception as exc:
-            check.skip("end to end", bench._first_line(exc))
+            check.skip("end to end", bench.first_line(exc))
             return
         session_s = time.perf_counter() - t0
         try:
             with bench.PeakRSS() as rss:
-                result = bench.end_to_end(
-                    song,
-                    work / "e2e.mp4",
-                    resolution=resolution,
-                    backend=RUNTIME_BACKEND[chosen],
-                    precision=PRECISION[chosen],
-                    batch_size=batch,
-                    visualizer=vis,
-                )
+                result = bench.end_to_end(song, work / "e2e.mp4", vis)
         except Exception as exc:
-            check.skip("end to end", bench._first_line(exc))
+            check.skip("end to end", bench.first_line(exc))
             traceback.print_exc()
             return
     result.update(
@@ -262,7 +243,7 @@ def throughput(
                     row.update(status="skipped", reason="out of time")
                 else:
                     log(f"timing {name} {res} px batch {batch}")
-                    row = bench.measure_row(name, res, batch, budget)
+                    row = bench.measure_row(name, res, batch, budget).to_dict()
                     row.pop("e2e", None)
                     if name == "torch":
                         with contextlib.suppress(Exception):
@@ -356,7 +337,7 @@ def main() -> int:
                 preload()
                 check.report["preload_dlls"] = "ok"
             except Exception as exc:
-                check.report["preload_dlls"] = bench._first_line(exc)
+                check.report["preload_dlls"] = bench.first_line(exc)
         else:
             check.report["preload_dlls"] = "not in this onnxruntime"
     except ImportError:
@@ -395,9 +376,10 @@ def main() -> int:
     grid = [b for b in backends if b != "ort-trt-fp16"]
     throughput(check, grid, resolutions, batch_sizes, budget)
     if "ort-trt-fp16" in backends:
-        problem = bench.provider_problem("tensorrt")
-        if problem:
-            check.skip("ort-trt-fp16", problem)
+        try:
+            bench.backend_plan("ort-trt-fp16", resolutions[0], 1)
+        except bench.Unavailable as exc:
+            check.skip("ort-trt-fp16", str(exc))
         else:
             for res in resolutions:
                 if check.left() > 90:

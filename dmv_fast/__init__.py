@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "ModelSpec": "dmv_fast.plan",
+    "Plan": "dmv_fast.plan",
+    "resolve": "dmv_fast.plan",
     "RenderOptions": "dmv_fast.options",
     "AudioFeatures": "dmv_fast.audio",
     "analyze": "dmv_fast.audio",
@@ -25,6 +28,8 @@ _EXPORTS = {
 __all__ = [
     "AudioFeatures",
     "Generator",
+    "ModelSpec",
+    "Plan",
     "RenderOptions",
     "Vectors",
     "Visualizer",
@@ -32,6 +37,7 @@ __all__ = [
     "analyze",
     "compute_vectors",
     "render",
+    "resolve",
 ]
 assert set(__all__) == {"__version__", *_EXPORTS}
 
@@ -39,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from dmv_fast.audio import AudioFeatures, analyze
     from dmv_fast.options import RenderOptions
     from dmv_fast.pipeline import Visualizer, render
+    from dmv_fast.plan import ModelSpec, Plan, resolve
     from dmv_fast.runtime import Generator
     from dmv_fast.trajectory import Vectors, compute_vectors
 

@@ -22,7 +22,8 @@ from _models import (  # noqa: E402
 from dmv_fast_export import quantize  # noqa: E402
 
 from dmv_fast import models  # noqa: E402
-from dmv_fast.runtime import Generator, resolve_precision  # noqa: E402
+from dmv_fast.plan import ModelSpec  # noqa: E402
+from dmv_fast.runtime import Generator  # noqa: E402
 
 BATCH = 2
 #: The tiny model's bar (the full models' is 35 dB, see benchmarks/results/int8_cpu.md). Its
@@ -144,14 +145,14 @@ def test_int8_on_a_gpu_backend_is_a_one_line_error_before_any_work(
     tiny, graphs, backend, tmp_path, monkeypatch
 ):
     with pytest.raises(ValueError) as info:
-        resolve_precision("int8", backend)
+        ModelSpec(resolution=128, weights="random", precision="int8", backend=backend)
     message = str(info.value)
     assert "\n" not in message and "int8" in message and backend in message
     # A name or an int8 graph: refused before anything is exported or loaded.
     monkeypatch.setenv(models.ENV_CACHE, str(tmp_path / "empty"))
-    with pytest.raises(ValueError, match="CPU only"):
+    with pytest.raises(ValueError, match="int8"):
         Generator("biggan-deep-128", backend=backend, precision="int8")
-    with pytest.raises(ValueError, match="CPU only"):
+    with pytest.raises(ValueError, match="int8"):
         Generator(graphs[1], backend=backend)
     assert not (tmp_path / "empty").exists()
 
@@ -189,10 +190,11 @@ def test_ssim_and_psnr():
     assert quantize.ssim(a, 255 - a) < 0
 
 
-def test_export_model_serves_int8_from_the_cache(tiny, graphs):
-    from dmv_fast_export.export import export_model, export_source
+def test_export_source_refuses_int8(tiny):
+    from dmv_fast_export.export import export_source
 
-    assert export_model(TINY_RESOLUTION, tiny, "int8", BATCH) == graphs[1]
     source = models.resolve_weights(tiny, TINY_RESOLUTION)
     with pytest.raises(ValueError, match="quantized from the fp32 graph"):
-        export_source(source, "int8", BATCH, 1, "stretch")
+        export_source(source, models.onnx_key(source, "int8", BATCH, 1, "stretch"))
+    with pytest.raises(ValueError, match="rgb24"):
+        models.ensure_onnx(TINY_RESOLUTION, tiny, "int8", BATCH, pixel_format="yuv420p")

@@ -516,7 +516,7 @@ def quantize_source(
             "onnxruntime": ort.__version__,
         },
     }
-    models._write_json(path.with_suffix(".json"), record)
+    models.write_json(path.with_suffix(".json"), record)
     report(3, 3)
     logger.log(
         logging.WARNING if worst < WARN_PSNR_DB else logging.INFO,
