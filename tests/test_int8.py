@@ -198,3 +198,12 @@ def test_export_source_refuses_int8(tiny):
         export_source(source, models.onnx_key(source, "int8", BATCH, 1, "stretch"))
     with pytest.raises(ValueError, match="rgb24"):
         models.ensure_onnx(TINY_RESOLUTION, tiny, "int8", BATCH, pixel_format="yuv420p")
+
+
+def test_bench_row_plans_the_int8_graph_on_the_cpu():
+    from dmv_fast.bench.rows import BACKENDS, backend_plan
+
+    assert "ort-cpu-int8" in BACKENDS
+    plan = backend_plan("ort-cpu-int8", 128, 8)
+    assert (plan.backend, plan.precision, plan.pixel_format) == ("cpu", "int8", "rgb24")
+    assert plan.batch_size == 4  # the CPU batch cap, as for "ort-cpu"
