@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 from _machine import GMAC_PER_FRAME, Sgemm, fraction_of_peak, machine_info, timed
-from dmv_fast_export import quantize
+from dmv_fast_export import quality, quantize
 
 from dmv_fast import models
 from dmv_fast.runtime import Generator
@@ -64,14 +64,14 @@ def extreme_share(frames: np.ndarray) -> float:
     return float(np.mean((frames <= EXTREME[0]) | (frames >= EXTREME[1])))
 
 
-def quality(int8: Path, fp32: Path, frames: int, threads: int) -> dict[str, Any]:
-    per_t = quantize.compare(int8, fp32, QUALITY_TRUNCATIONS, frames=frames, threads=threads)
+def quality_figures(int8: Path, fp32: Path, frames: int, threads: int) -> dict[str, Any]:
+    per_t = quality.compare(int8, fp32, QUALITY_TRUNCATIONS, frames=frames, threads=threads)
     # How saturated the fp32 pictures are (random weights drive tanh to +-1 on render vectors).
-    session = quantize._cpu_session(fp32, threads)
+    session = quality.cpu_session(fp32, threads)
     batch = session.get_inputs()[0].shape[0]
     for k, truncation in enumerate(QUALITY_TRUNCATIONS):
         noise, classes = quantize.render_vectors(
-            truncation, frames, seed=101 + k, piece=quantize.CHECK_PIECE
+            truncation, frames, seed=101 + k, piece=quality.CHECK_PIECE
         )
         out = np.concatenate(
             [
@@ -88,7 +88,7 @@ def speed(
 ) -> dict[str, Any]:
     """Alternating repetitions of each graph on the same vectors; best and median frames/s."""
     gens = {name: Generator(p, backend="cpu", threads=threads) for name, p in paths.items()}
-    noise, classes = quantize.render_vectors(TRUNCATION, batch, seed=7, piece=quantize.CHECK_PIECE)
+    noise, classes = quantize.render_vectors(TRUNCATION, batch, seed=7, piece=quality.CHECK_PIECE)
     for gen in gens.values():
         gen.generate(noise, classes, TRUNCATION)  # warm-up
     times: dict[str, list[float]] = {name: [] for name in gens}
@@ -135,7 +135,7 @@ def group_study(fp32: Path, batch: int, threads: int, frames: int, reps: int) ->
             quantize.quantize(fp32, path, keep=keep, ranges_path=ranges)
             paths[name] = path
         for name in variants:
-            q = quantize.compare(
+            q = quality.compare(
                 paths[name], fp32, QUALITY_TRUNCATIONS, frames=frames, threads=threads
             )
             s = speed({"fp32": fp32, "int8": paths[name]}, batch, threads, reps, 120)
@@ -164,7 +164,7 @@ def in_range_vectors(truncation: float, frames: int, seed: int) -> tuple[np.ndar
 
 def in_range_study(fp32: Path, frames: int, threads: int) -> dict[str, Any]:
     """The same recipe calibrated and checked on :func:`in_range_vectors`."""
-    batch = quantize._cpu_session(fp32, threads).get_inputs()[0].shape[0]
+    batch = quality.cpu_session(fp32, threads).get_inputs()[0].shape[0]
     batches = [
         feed
         for k, t in enumerate(quantize.CALIBRATION_TRUNCATIONS)
@@ -175,7 +175,7 @@ def in_range_study(fp32: Path, frames: int, threads: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dmv-int8-range-") as tmp:
         ranges = quantize.calibrate(fp32, Path(tmp) / "ranges.json", batches)
         int8 = quantize.quantize(fp32, Path(tmp) / "int8.onnx", ranges_path=ranges)
-        return quantize.compare(
+        return quality.compare(
             int8,
             fp32,
             QUALITY_TRUNCATIONS,
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                 "%d px batch %d: graphs ready in %.0f s", res, batch, time.perf_counter() - t0
             )
         fp32, int8 = paths[max(batches)]
-        result["quality"][str(res)] = quality(int8, fp32, args.frames, args.threads)
+        result["quality"][str(res)] = quality_figures(int8, fp32, args.frames, args.threads)
         logging.info("%d px quality: %s", res, result["quality"][str(res)])
         for batch in batches:
             fp32, int8 = paths[batch]

@@ -19,7 +19,7 @@ from _models import (  # noqa: E402
     psnr,
     write_tiny_folder,
 )
-from dmv_fast_export import quantize  # noqa: E402
+from dmv_fast_export import quality, quantize  # noqa: E402
 
 from dmv_fast import models  # noqa: E402
 from dmv_fast.plan import ModelSpec  # noqa: E402
@@ -75,8 +75,8 @@ def test_int8_frames_are_within_the_bar_of_fp32(graphs, tmp_path):
     ]
     ranges = quantize.calibrate(fp32, tmp_path / "ranges.json", batches)
     int8 = quantize.quantize(fp32, tmp_path / "int8.onnx", ranges_path=ranges)
-    quality = quantize.compare(int8, fp32, (0.2, 0.5, 1.0), frames=4, vectors=_in_range)
-    for truncation, q in quality.items():
+    figures = quality.compare(int8, fp32, (0.2, 0.5, 1.0), frames=4, vectors=_in_range)
+    for truncation, q in figures.items():
         assert q["psnr_db"] >= TINY_PSNR_DB, (truncation, q)
         assert q["ssim"] >= 0.85, (truncation, q)
     gen8, gen32 = Generator(int8, backend="cpu"), Generator(fp32, backend="cpu")
@@ -165,8 +165,8 @@ def test_equalization_keeps_the_function(graphs, tmp_path):
     fp32 = graphs[0]
     path = tmp_path / "equalized.onnx"
     onnx.save(quantize.equalize(onnx.load(str(fp32))), str(path))
-    quality = quantize.compare(path, fp32, truncations=(0.2, 1.0), frames=2)
-    assert all(q["psnr_db"] >= 60 for q in quality.values()), quality
+    figures = quality.compare(path, fp32, truncations=(0.2, 1.0), frames=2)
+    assert all(q["psnr_db"] >= 60 for q in figures.values()), figures
 
 
 def test_layer_groups_name_the_sensitive_layers(graphs):
@@ -182,12 +182,12 @@ def test_layer_groups_name_the_sensitive_layers(graphs):
 def test_ssim_and_psnr():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (24, 24, 3)).astype(np.uint8)
-    assert quantize.ssim(a, a) == pytest.approx(1.0)
-    assert quantize.psnr(a, a) == float("inf")
+    assert quality.ssim(a, a) == pytest.approx(1.0)
+    assert quality.psnr(a, a) == float("inf")
     noisy = np.clip(a + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
-    assert 0.3 < quantize.ssim(a, noisy) < 0.99
-    assert 20 < quantize.psnr(a, noisy) < 25  # rms 20 levels: 22.1 dB before clipping
-    assert quantize.ssim(a, 255 - a) < 0
+    assert 0.3 < quality.ssim(a, noisy) < 0.99
+    assert 20 < quality.psnr(a, noisy) < 25  # rms 20 levels: 22.1 dB before clipping
+    assert quality.ssim(a, 255 - a) < 0
 
 
 def test_export_source_refuses_int8(tiny):

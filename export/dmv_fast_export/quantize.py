@@ -14,7 +14,7 @@ linear``: class embedding, every BatchNorm's gain and bias, ``gen_z``), self-att
 last convolution (``conv_to_rgb``). Which ones is measured by ``benchmarks/bench_int8.py``.
 
 No torch here: quantizing needs onnx and onnxruntime only (an fp32 graph must exist, which
-takes the export step once).
+takes the export step once). The quality check against fp32 is :mod:`dmv_fast_export.quality`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import dmv_fast
 from dmv_fast import models
 from dmv_fast.models import Progress, WeightsSource
 from dmv_fast.truncation import bn_inputs
+from dmv_fast_export.quality import compare
 
 logger = logging.getLogger("dmv_fast")
 
@@ -47,11 +48,8 @@ CALIBRATION_TRUNCATIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
 CALIBRATION_FRAMES = 8
 #: Seconds of synthesized music the vectors follow.
 PIECE_SECONDS = 12.0
-#: The synthesized pieces (their seeds) of the calibration and of the quality check.
+#: The synthesized piece (its seed) of the calibration (the quality check uses another).
 CALIBRATION_PIECE = 11
-CHECK_PIECE = 101
-#: Truncations of the quality check written into the cached graph's sidecar.
-CHECK_TRUNCATIONS = (0.2, 0.5, 1.0)
 #: Under this PSNR against fp32 (dB) on any check truncation, quantizing logs a warning.
 WARN_PSNR_DB = 30.0
 
@@ -66,7 +64,6 @@ DEFAULT_KEEP = ("first_linear", "attention", "last_conv")
 # Never quantized: the pixel tail (Lanczos matmuls of ``--scaling``).
 _PIXEL_TAIL = r"^(lanczos|stretch|pixels|fixed)\."
 _OP_TYPES = ("Conv", "MatMul")
-_SEED_CLASSES = 1000
 
 
 def layer_nodes(model: onnx.ModelProto) -> dict[str, list[str]]:
@@ -375,95 +372,6 @@ def quantize(
 
 
 # ---------------------------------------------------------------------------------------------
-# Quality
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB between two uint8 arrays (inf when equal)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM of two uint8 images ``[H, W, 3]`` (Wang et al. 2004: 7x7 uniform window,
-    K1 = 0.01, K2 = 0.03, computed per channel on the 8-bit values and averaged)."""
-    x, y = a.astype(np.float64), b.astype(np.float64)
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    win = 7
-
-    def mean(img: np.ndarray) -> np.ndarray:
-        s = np.cumsum(np.cumsum(np.pad(img, ((1, 0), (1, 0), (0, 0))), axis=0), axis=1)
-        total = s[win:, win:] - s[:-win, win:] - s[win:, :-win] + s[:-win, :-win]
-        return total / win**2
-
-    mx, my = mean(x), mean(y)
-    n = win**2
-    vx = (mean(x * x) - mx * mx) * n / (n - 1)
-    vy = (mean(y * y) - my * my) * n / (n - 1)
-    cov = (mean(x * y) - mx * my) * n / (n - 1)
-    num = (2 * mx * my + c1) * (2 * cov + c2)
-    den = (mx * mx + my * my + c1) * (vx + vy + c2)
-    return float(np.mean(num / den))
-
-
-def compare(
-    int8_path: str | os.PathLike[str],
-    fp32_path: str | os.PathLike[str],
-    truncations: Sequence[float] = CHECK_TRUNCATIONS,
-    frames: int = 8,
-    seed: int = 101,
-    threads: int | None = None,
-    vectors: Any = None,
-) -> dict[str, dict[str, float]]:
-    """Final uint8 frames of the int8 graph against the fp32 graph's, on fresh render vectors
-    (another piece, other classes and draws than the calibration's).
-
-    ``vectors(truncation, frames, seed) -> (noise, classes)`` replaces the render vectors.
-
-    Returns:
-        Per truncation (as a string key): ``psnr_db`` (over all frames), ``ssim`` (mean),
-        ``worst_psnr_db`` / ``worst_ssim`` (the worst frame) and ``worst_frame`` (its index).
-    """
-    sessions = [_cpu_session(p, threads) for p in (int8_path, fp32_path)]
-    batch = sessions[0].get_inputs()[0].shape[0]
-    out: dict[str, dict[str, float]] = {}
-    for k, truncation in enumerate(truncations):
-        if vectors is None:
-            noise, classes = render_vectors(truncation, frames, seed=seed + k, piece=CHECK_PIECE)
-        else:
-            noise, classes = vectors(truncation, frames, seed + k)
-        pairs = [
-            np.concatenate(
-                [s.run(["frames"], f)[0] for f in feeds(noise, classes, truncation, batch)]
-            )
-            for s in sessions
-        ]
-        ours, ref = pairs[0][:frames], pairs[1][:frames]
-        per_psnr = [psnr(o, r) for o, r in zip(ours, ref, strict=True)]
-        per_ssim = [ssim(o, r) for o, r in zip(ours, ref, strict=True)]
-        worst = int(np.argmin(per_psnr))
-        out[str(truncation)] = {
-            "psnr_db": round(psnr(ours, ref), 2),
-            "ssim": round(float(np.mean(per_ssim)), 4),
-            "worst_psnr_db": round(per_psnr[worst], 2),
-            "worst_ssim": round(min(per_ssim), 4),
-            "worst_frame": worst,
-        }
-    return out
-
-
-def _cpu_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or 0
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
-
-
-# ---------------------------------------------------------------------------------------------
 # Cache
 
 
@@ -489,7 +397,7 @@ def quantize_source(
         quantize(fp32_path, tmp)
         report(1, 3)
         onnx.checker.check_model(os.fspath(tmp))
-        quality = compare(tmp, fp32_path)
+        quality = compare(tmp, fp32_path)  # fresh render vectors, CHECK_TRUNCATIONS
         report(2, 3)
         worst = min(q["psnr_db"] for q in quality.values())
         os.replace(tmp, path)
