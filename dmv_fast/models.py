@@ -8,6 +8,7 @@ Cache layout (``DMV_FAST_CACHE`` overrides the folder; default: platformdirs'
     <cache>/onnx/<model>-<res>-<precision>-b<batch>-x<scaling>-<pixels>-<key>.onnx
     <cache>/onnx/<same>.json                              what the graph is, its SHA-256,
                                                           the parity check against PyTorch
+                                                          (int8: the quality against fp32)
     <cache>/tensorrt/                                     TensorRT engine and timing caches
 
 Weights resolve in a fixed order and never touch the network when the cache or a local path
@@ -45,8 +46,9 @@ logger = logging.getLogger("dmv_fast")
 Progress = Callable[[int, int], None]
 
 ENV_CACHE = "DMV_FAST_CACHE"
-#: Precisions an exported graph can have (``auto`` is settled by :func:`dmv_fast.plan.resolve`).
-PRECISIONS = ("fp32", "fp16")
+#: Precisions an exported graph can have (``auto`` is settled by :func:`dmv_fast.plan.resolve`);
+#: int8 graphs are quantized from the fp32 graph, for the CPU provider only.
+PRECISIONS = ("fp32", "fp16", "int8")
 WEIGHTS_NAME = "pytorch_model.bin"
 CONFIG_NAME = "config.json"
 SIDECAR_NAME = "dmv-fast.json"
@@ -368,12 +370,12 @@ def onnx_key(
     pixels: str,
     pixel_format: str = "rgb24",
 ) -> dict[str, Any]:
-    """Everything an exported graph depends on.
+    """Everything an exported graph depends on (an int8 graph: also the quantizer's version).
 
     ``pixel_format="yuv420p"``: the graph also outputs YUV 4:2:0 planes (made on the GPU for
     the encoder), checked against the host conversion at export.
     """
-    return {
+    key: dict[str, Any] = {
         "pixel_format": pixel_format,
         "model": source.slug,
         "weights_sha256": source.sha256,
@@ -384,6 +386,11 @@ def onnx_key(
         "pixels": pixels,
         "exporter_version": exporter_version(),
     }
+    if precision == "int8":
+        from dmv_fast_export import QUANTIZER_VERSION
+
+        key["quantizer_version"] = QUANTIZER_VERSION
+    return key
 
 
 def onnx_path(key: dict[str, Any]) -> Path:
@@ -451,11 +458,13 @@ def ensure_onnx(
 
     The cache is checked first (by weights hash, precision, batch, scaling, pixels and
     exporter version; a damaged entry is rebuilt). Exporting needs the ``[export]`` extra.
+    An int8 graph is quantized from the fp32 graph of the same settings (see
+    :mod:`dmv_fast_export.quantize`), which is exported first when it is not cached.
 
     Args:
         resolution: 128, 256 or 512 (a local model: its ``config.json``'s ``output_dim``).
         weights: see :func:`resolve_weights`.
-        precision: ``"fp32"`` or ``"fp16"``.
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (CPU provider only).
         batch_size: the graph's static batch size.
         scaling: integer Lanczos upscaling inside the graph (1 = none).
         pixels: ``"stretch"`` or ``"fixed"``.
@@ -478,9 +487,18 @@ def ensure_onnx(
         precision, batch_size, scaling, pixels, pixel_format
     )
     source = resolve_weights(weights, resolution, progress=progress)
+    if precision == "int8" and pixel_format != "rgb24":
+        raise ValueError("int8 graphs run on the CPU and output rgb24 frames only")
     key = onnx_key(source, precision, batch_size, scaling, pixels, pixel_format)
     sweep(onnx_path(key).parent)  # exports killed before they finished
     path = None if force else cached_onnx(key)
+    if path is None and precision == "int8":
+        # Quantized from the fp32 graph of the same settings (exported first if needed).
+        from dmv_fast_export.quantize import quantize_source
+
+        fp32 = ensure_onnx(resolution, weights, "fp32", batch_size, scaling, pixels, None,
+                           progress, force=force)  # fmt: skip
+        path = quantize_source(source, fp32, key, progress=progress)
     if path is None:
         if not torch_available():
             raise RuntimeError(f"exporting the generator needs PyTorch: {_EXPORT_HINT}")

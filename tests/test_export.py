@@ -331,7 +331,7 @@ def test_missing_config_and_wrong_resolution(tmp_path, tiny):
     with pytest.raises(ValueError, match="batch size"):
         export_model(TINY_RESOLUTION, tiny[0], "fp32", 0)
     with pytest.raises(ValueError, match="precision"):
-        export_model(TINY_RESOLUTION, tiny[0], "int8", 1)
+        export_model(TINY_RESOLUTION, tiny[0], "bf16", 1)
 
 
 def test_stretch_reference_handles_a_flat_frame():

@@ -5,6 +5,8 @@ Backends (:data:`~dmv_fast.bench.rows.BACKENDS`):
 - ``torch``: pytorch-pretrained-biggan in eager mode (eval mode, fp32, CUDA when torch sees a
   GPU), followed by the original's per-frame uint8 conversion in NumPy: the original's way.
 - ``ort-cpu``: ONNX Runtime, CPU execution provider, fp32 graph.
+- ``ort-cpu-int8``: ONNX Runtime, CPU execution provider, the int8 (QDQ) graph quantized from
+  the fp32 one (a draft precision: see benchmarks/results/int8_cpu.md).
 - ``ort-cuda-fp32`` / ``ort-cuda-fp16``: ONNX Runtime, CUDA execution provider.
 - ``ort-trt-fp16``: ONNX Runtime, TensorRT execution provider.
 

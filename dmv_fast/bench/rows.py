@@ -61,11 +61,9 @@ BACKENDS: dict[str, Backend] = {
     "ort-cuda-fp32": Backend("cuda", "fp32", GRAPH_GMAC),
     "ort-cuda-fp16": Backend("cuda", "fp16", GRAPH_GMAC),
     "ort-trt-fp16": Backend("tensorrt", "fp16", GRAPH_GMAC),
-    # ---- int8 row goes here ----------------------------------------------------------------
-    # Uncomment once dmv_fast.models exports int8 graphs (``"int8"`` in models.PRECISIONS);
-    # until then the row would be skipped by backend_plan. It is planned, exported, timed and
-    # reported like "ort-cpu" (its peak fraction is against the fp32 sgemm peak).
-    # "ort-cpu-int8": Backend("cpu", "int8", GRAPH_GMAC),
+    # Planned, quantized (dmv_fast_export.quantize), timed and reported like "ort-cpu"; its
+    # peak fraction is against the fp32 sgemm peak.
+    "ort-cpu-int8": Backend("cpu", "int8", GRAPH_GMAC),
 }
 
 

@@ -4,7 +4,9 @@
 graph is missing: it folds spectral norm, prunes ``conv_to_rgb`` to its 3 used channels, makes
 the BatchNorm statistics a host-fed input (one graph serves every truncation), appends the
 pixel conversion (and, for GPU plans, the YUV 4:2:0 tail) and checks the graph against PyTorch
-before the cache takes it. Importing this package does not import torch; the submodules do.
+before the cache takes it. int8 graphs are quantized from the fp32 graph by
+:func:`quantize.quantize_source` (no torch needed). Importing this package does not import
+torch; the submodules (but ``quantize``) do.
 
 Command line: ``dmv-fast export`` (``python -m dmv_fast_export`` runs the same command).
 """
@@ -13,5 +15,7 @@ from __future__ import annotations
 
 #: Bump when the graph changes: cached graphs of another version are rebuilt.
 EXPORTER_VERSION = "3"
+#: Bump when the int8 recipe changes (:mod:`dmv_fast_export.quantize`): int8 graphs are rebuilt.
+QUANTIZER_VERSION = "1"
 
-__all__ = ["EXPORTER_VERSION"]
+__all__ = ["EXPORTER_VERSION", "QUANTIZER_VERSION"]

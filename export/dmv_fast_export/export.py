@@ -183,8 +183,12 @@ def export_source(
     """Export the graph described by a cache ``key`` (:func:`dmv_fast.models.onnx_key`) for a
     resolved weights source into the cache; returns its path.
 
-    ``model``: the source's PyTorch model when the caller has it loaded already.
+    ``model``: the source's PyTorch model when the caller has it loaded already. An int8
+    ``key`` is refused: int8 graphs are quantized from the fp32 one
+    (:func:`dmv_fast_export.quantize.quantize_source`).
     """
+    if key["precision"] == "int8":
+        raise ValueError("int8 graphs are quantized from the fp32 graph, not exported directly")
     steps = 5
     report = progress or (lambda done, total: None)
     started = time.perf_counter()

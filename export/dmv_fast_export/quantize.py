@@ -1,0 +1,437 @@
+"""int8 generator for the CPU: static QDQ quantization of an exported fp32 graph.
+
+The fp32 graph (:mod:`dmv_fast_export.graph`) is quantized with ONNX Runtime's own
+quantization tool: weights int8, symmetric, one scale per output channel; activations uint8,
+asymmetric, with ranges calibrated on the vectors a render really feeds the generator
+(:func:`dmv_fast.trajectory.compute_vectors` on synthesized music, at several truncations, the
+graph's ``bn_idx``/``bn_w`` from :func:`dmv_fast.truncation.bn_inputs`). ONNX Runtime's CPU
+provider fuses each ``DequantizeLinear -> Conv -> QuantizeLinear`` into an integer convolution.
+
+Only convolutions and matrix products are quantized; the BatchNorm scale-and-shift, residual
+sums, softmax and the pixel tail (stretch, rounding, Lanczos) stay float32. Some layers are kept
+in float32 on purpose, by node-name group (:data:`GROUPS`): the conditioning matmuls (``first
+linear``: class embedding, every BatchNorm's gain and bias, ``gen_z``), self-attention, and the
+last convolution (``conv_to_rgb``). Which ones is measured by ``benchmarks/bench_int8.py``.
+
+No torch here: quantizing needs onnx and onnxruntime only (an fp32 graph must exist, which
+takes the export step once). The quality check against fp32 is :mod:`dmv_fast_export.quality`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+import dmv_fast
+from dmv_fast import models
+from dmv_fast.models import Progress, WeightsSource
+from dmv_fast.truncation import bn_inputs
+from dmv_fast_export.quality import compare
+
+logger = logging.getLogger("dmv_fast")
+
+#: Truncations whose vectors calibrate the activation ranges.
+CALIBRATION_TRUNCATIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
+#: Calibration frames per truncation (rounded up to whole graph batches).
+CALIBRATION_FRAMES = 8
+#: Seconds of synthesized music the vectors follow.
+PIECE_SECONDS = 12.0
+#: The synthesized piece (its seed) of the calibration (the quality check uses another).
+CALIBRATION_PIECE = 11
+#: Under this PSNR against fp32 (dB) on any check truncation, quantizing logs a warning.
+WARN_PSNR_DB = 30.0
+
+#: Node-name patterns of the layer groups that may be kept in float32.
+GROUPS: dict[str, str] = {
+    "first_linear": r"^(embed|bn\.gamma_beta|gen_z\.matmul)/",
+    "attention": r"^layers\.\d+\.(theta_phi_g|logits|attn_g|o_conv)/",
+    "last_conv": r"^conv_to_rgb/",
+}
+#: Kept in float32 by default (see benchmarks/results/int8_cpu.md for the measurement).
+DEFAULT_KEEP = ("first_linear", "attention", "last_conv")
+# Never quantized: the pixel tail (Lanczos matmuls of ``--scaling``).
+_PIXEL_TAIL = r"^(lanczos|stretch|pixels|fixed)\."
+_OP_TYPES = ("Conv", "MatMul")
+
+
+def layer_nodes(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """Names of the graph's quantizable nodes (Conv, MatMul) per group of :data:`GROUPS`,
+    plus ``"pixel_tail"`` and ``"body"`` (everything else)."""
+    groups: dict[str, list[str]] = {name: [] for name in (*GROUPS, "pixel_tail", "body")}
+    for node in model.graph.node:
+        if node.op_type not in _OP_TYPES:
+            continue
+        if re.match(_PIXEL_TAIL, node.name):
+            groups["pixel_tail"].append(node.name)
+            continue
+        group = next((g for g, pat in GROUPS.items() if re.match(pat, node.name)), "body")
+        groups[group].append(node.name)
+    return groups
+
+
+def check_keep(keep: Iterable[str]) -> tuple[str, ...]:
+    """Validate group names to keep in float32; returns them sorted."""
+    keep = tuple(sorted(set(keep)))
+    bad = [k for k in keep if k not in GROUPS]
+    if bad:
+        raise ValueError(f"unknown layer group {bad[0]!r}: expected some of {', '.join(GROUPS)}")
+    return keep
+
+
+# ---------------------------------------------------------------------------------------------
+# Vectors
+
+
+@functools.lru_cache(maxsize=4)
+def _piece(piece: int, seconds: float) -> Any:
+    """Audio features of a synthesized piece (22050 Hz mono, frame length 512)."""
+    from dmv_fast.audio import analyze
+    from dmv_fast.demo import synthesize_song
+
+    return analyze(synthesize_song(seconds, rate=22050, seed=piece).mean(axis=1), 512)
+
+
+def render_vectors(
+    truncation: float,
+    n_frames: int,
+    *,
+    seed: int,
+    piece: int = CALIBRATION_PIECE,
+    seconds: float = PIECE_SECONDS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noise and class vectors a render makes, from synthesized music.
+
+    ``n_frames`` frames are taken evenly over the piece, so quiet starts, beats and chord
+    changes all appear. ``piece`` picks the music; ``seed`` the 12 classes and the draws.
+
+    Returns:
+        ``noise`` float32 ``[n_frames, 128]`` and ``classes`` float32 ``[n_frames, 1000]``.
+    """
+    from dmv_fast.options import RenderOptions
+    from dmv_fast.trajectory import compute_vectors
+
+    options = RenderOptions(song="synthesized.wav", truncation=truncation)
+    vectors = compute_vectors(_piece(piece, seconds), options, seed=seed)
+    picks = np.linspace(0, len(vectors.noise) - 1, n_frames).round().astype(int)
+    return vectors.noise[picks], vectors.class_vectors[picks]
+
+
+def feeds(
+    noise: np.ndarray, classes: np.ndarray, truncation: float, batch: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """The graph's inputs, ``batch`` frames at a time (the last batch padded with zeros)."""
+    idx, w = bn_inputs(truncation)
+    for start in range(0, len(noise), batch):
+        z, c = noise[start : start + batch], classes[start : start + batch]
+        pad = batch - len(z)
+        if pad:
+            z = np.concatenate([z, np.zeros((pad, z.shape[1]), np.float32)])
+            c = np.concatenate([c, np.zeros((pad, c.shape[1]), np.float32)])
+        yield {"noise": z, "classes": c, "bn_idx": idx, "bn_w": w}
+
+
+def calibration_feeds(
+    batch: int,
+    truncations: Sequence[float] = CALIBRATION_TRUNCATIONS,
+    frames: int = CALIBRATION_FRAMES,
+    seed: int = 11,
+) -> list[dict[str, np.ndarray]]:
+    """Calibration batches: ``frames`` render frames per truncation (other classes and draws
+    at each truncation)."""
+    n = batch * math.ceil(frames / batch)
+    out = []
+    for k, truncation in enumerate(truncations):
+        noise, classes = render_vectors(truncation, n, seed=seed + k, piece=CALIBRATION_PIECE)
+        out.extend(feeds(noise, classes, truncation, batch))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantization
+
+
+def equalize(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Normalise each channel of every convolution that feeds a conditional BatchNorm, in place.
+
+    A convolution's output channels differ in mean and spread by orders of magnitude (the
+    BatchNorm after it evens them out), and one uint8 range per tensor would leave the narrow
+    channels a handful of levels. The convolution's weights and bias are shifted and scaled
+    per channel by the BatchNorm's own standing statistics (averaged over the truncation
+    steps) so that its channels come out near zero mean and unit spread, and the BatchNorm's
+    per-sample scale and shift are corrected to match (``a / k`` and ``b + m * a``): the same
+    function, up to float rounding, for every truncation.
+    """
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {out: node for node in g.node for out in node.output}
+    nodes = {node.name: node for node in g.node}
+    split = nodes["bn.a_split/Split"]
+    sizes = numpy_helper.to_array(inits[split.input[1]]).astype(int)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    part = {name: k for k, name in enumerate(split.output)}
+    eps = float(numpy_helper.to_array(inits[nodes["bn.var_eps/Add"].input[1]]).reshape(-1)[0])
+    n_cond = int(sizes.sum())
+    var = numpy_helper.to_array(inits["bn.var.table"])[:, :n_cond].astype(np.float64)
+    mean = numpy_helper.to_array(inits["bn.mean.table"])[:, :n_cond].astype(np.float64)
+    k_all = np.ones(n_cond)
+    m_all = np.zeros(n_cond)
+
+    def convs_before(tensor: str) -> list[onnx.NodeProto] | None:
+        node = producer.get(tensor)
+        if node is None:
+            return None
+        if node.op_type == "Conv":
+            return [node]
+        if node.op_type in ("Reshape", "Unsqueeze"):
+            return convs_before(node.input[0])
+        if node.op_type == "Concat":
+            found = [convs_before(x) for x in node.input]
+            return None if any(f is None for f in found) else [c for f in found for c in f]
+        return None
+
+    def replace(name: str, value: np.ndarray) -> None:
+        inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
+
+    for node in g.node:
+        if node.op_type != "Mul" or len(node.input) != 2 or node.input[1] not in part:
+            continue
+        convs = convs_before(node.input[0])
+        if not convs:
+            continue
+        lo = offsets[part[node.input[1]]]
+        hi = lo + sizes[part[node.input[1]]]
+        k = 1.0 / np.sqrt(var[:, lo:hi].mean(axis=0) + eps)
+        m = mean[:, lo:hi].mean(axis=0)
+        k_all[lo:hi], m_all[lo:hi] = k, m
+        for conv in convs:
+            w = numpy_helper.to_array(inits[conv.input[1]]).astype(np.float64)
+            replace(conv.input[1], w * k[:, None, None, None])
+            if len(conv.input) > 2 and conv.input[2]:
+                bias = numpy_helper.to_array(inits[conv.input[2]]).astype(np.float64)
+            else:
+                bias = np.zeros(len(k))
+                name = f"{conv.name.split('/')[0]}.bias_eq"
+                g.initializer.append(numpy_helper.from_array(np.zeros(len(k), np.float32), name))
+                inits[name] = g.initializer[-1]
+                del conv.input[2:]
+                conv.input.append(name)
+            replace(conv.input[2], (bias - m) * k)
+    inv_k = numpy_helper.from_array((1.0 / k_all).astype(np.float32), "bn.equalize.inv_k")
+    shift = numpy_helper.from_array(m_all.astype(np.float32), "bn.equalize.mean")
+    g.initializer.extend([inv_k, shift])
+    a, b = nodes["bn.a4/Reshape"], nodes["bn.b4/Reshape"]
+    a32, b32 = a.input[0], b.input[0]
+    extra = [
+        onnx.helper.make_node("Mul", [a32, inv_k.name], ["bn.a32_eq"], name="bn.a32_eq/Mul"),
+        onnx.helper.make_node("Mul", [a32, shift.name], ["bn.ma_eq"], name="bn.ma_eq/Mul"),
+        onnx.helper.make_node("Add", [b32, "bn.ma_eq"], ["bn.b32_eq"], name="bn.b32_eq/Add"),
+    ]
+    a.input[0], b.input[0] = "bn.a32_eq", "bn.b32_eq"
+    # Keep the node list topologically sorted: the new nodes go right before the reshapes.
+    at = min(list(g.node).index(a), list(g.node).index(b))
+    for i, node in enumerate(extra):
+        g.node.insert(at + i, node)
+    return model
+
+
+def _graph_batch(model: onnx.ModelProto) -> int:
+    for value in model.graph.input:
+        if value.name == "noise":
+            return int(value.type.tensor_type.shape.dim[0].dim_value)
+    raise ValueError("not a dmv-fast generator graph (no 'noise' input)")
+
+
+def calibrate(
+    fp32_path: str | os.PathLike[str],
+    ranges_path: str | os.PathLike[str],
+    batches: Sequence[dict[str, np.ndarray]] | None = None,
+) -> Path:
+    """Record activation ranges of ``fp32_path`` (MinMax over ``batches``) into a JSON file.
+
+    One calibration serves every choice of layers kept in float32 (:func:`quantize`).
+    """
+    from onnxruntime.quantization import CalibrationDataReader
+
+    ranges_path = Path(ranges_path)
+    model = equalize(onnx.load(os.fspath(fp32_path)))
+    if batches is None:
+        batches = calibration_feeds(_graph_batch(model))
+
+    class Reader(CalibrationDataReader):
+        """One batch per ``collect_data`` call (``CalibStridedMinMax``): the intermediate
+        outputs of a single batch are held at a time."""
+
+        def __init__(self) -> None:
+            self.set_range(0, len(batches))
+
+        def __len__(self) -> int:
+            return len(batches)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._it = iter(batches[start_index:end_index])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    with tempfile.TemporaryDirectory(prefix="dmv-int8-") as tmp:
+        # By path: ONNX Runtime saves a model given as a proto with external data, rewriting
+        # the proto itself to point at a temporary folder it then deletes.
+        equalized = Path(tmp) / "equalized.onnx"
+        onnx.save_model(model, os.fspath(equalized))
+        del model
+        _quantize(equalized, Path(tmp) / "all.onnx", (), Reader(), ranges_path)
+    return ranges_path
+
+
+def _quantize(
+    model: onnx.ModelProto | Path,
+    out: Path,
+    exclude: Sequence[str],
+    reader: Any,
+    ranges_path: Path,
+    reduce_range: bool = False,
+) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    # ONNX Runtime's quantizer logs advice through the root logger; keep it out of the user's.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_static(
+            model if isinstance(model, onnx.ModelProto) else os.fspath(model),
+            os.fspath(out),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(_OP_TYPES),
+            per_channel=True,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(exclude),
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"CalibStridedMinMax": 1} if reader is not None else {},
+            calibration_cache_path=ranges_path,
+        )
+    finally:
+        root.setLevel(level)
+
+
+def quantize(
+    fp32_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    keep: Iterable[str] = DEFAULT_KEEP,
+    ranges_path: str | os.PathLike[str] | None = None,
+    reduce_range: bool = False,
+) -> Path:
+    """Write the int8 (QDQ) graph of ``fp32_path`` to ``out_path``.
+
+    Args:
+        fp32_path: an fp32 generator graph (inputs ``noise [B,128]``, ``classes [B,1000]``,
+            ``bn_idx``, ``bn_w``; output ``frames`` uint8 ``[B,H,W,3]``).
+        out_path: where to write the quantized graph (same inputs and output).
+        keep: layer groups (:data:`GROUPS`) left in float32.
+        ranges_path: activation ranges from :func:`calibrate`; calibrated here (on render
+            vectors, :func:`calibration_feeds`) when ``None`` or missing.
+        reduce_range: 7-bit weights (for CPUs whose 8-bit dot products can saturate).
+    """
+    keep = check_keep(keep)
+    model = equalize(onnx.load(os.fspath(fp32_path)))
+    groups = layer_nodes(model)
+    exclude = [n for g in (*keep, "pixel_tail") for n in groups[g]]
+    with tempfile.TemporaryDirectory(prefix="dmv-int8-") as tmp:
+        ranges = Path(ranges_path) if ranges_path is not None else Path(tmp) / "ranges.json"
+        if not ranges.is_file():
+            calibrate(fp32_path, ranges)
+        _quantize(model, Path(out_path), exclude, None, ranges, reduce_range)
+    quantized = onnx.load(os.fspath(out_path))
+    meta = {p.key: p for p in quantized.metadata_props}
+    extra = {"dmv_fast.precision": "int8", "dmv_fast.int8_fp32_groups": ",".join(keep) or "-"}
+    for key, value in extra.items():
+        if key in meta:
+            meta[key].value = value
+        else:
+            quantized.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    onnx.save_model(quantized, os.fspath(out_path))
+    return Path(out_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache
+
+
+def quantize_source(
+    source: WeightsSource,
+    fp32_path: Path,
+    key: dict[str, Any],
+    *,
+    progress: Progress | None = None,
+) -> Path:
+    """Quantize a cached fp32 graph into the cache entry of ``key`` (an int8 key of
+    :func:`dmv_fast.models.onnx_key`); its sidecar records the quality against fp32."""
+    report = progress or (lambda done, total: None)
+    started = time.perf_counter()
+    path = models.onnx_path(key)
+    logger.info("quantizing %s to int8: %s", fp32_path.name, path.name)
+    report(0, 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".onnx.tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        quantize(fp32_path, tmp)
+        report(1, 3)
+        onnx.checker.check_model(os.fspath(tmp))
+        quality = compare(tmp, fp32_path)  # fresh render vectors, CHECK_TRUNCATIONS
+        report(2, 3)
+        worst = min(q["psnr_db"] for q in quality.values())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    import onnxruntime as ort
+
+    record = {
+        "key": key,
+        "weights": source.name if source.kind != "local" else os.fspath(source.weights_file),
+        "weights_kind": source.kind,
+        "onnx_sha256": models.sha256_file(path),
+        "onnx_size": path.stat().st_size,
+        "quantized_from": {"path": os.fspath(fp32_path), "sha256": models.sha256_file(fp32_path)},
+        "fp32_groups": list(DEFAULT_KEEP),
+        "validation": {"against": "fp32 graph", "truncations": quality},
+        "seconds": round(time.perf_counter() - started, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": {
+            "dmv_fast": dmv_fast.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__,
+        },
+    }
+    models.write_json(path.with_suffix(".json"), record)
+    report(3, 3)
+    logger.log(
+        logging.WARNING if worst < WARN_PSNR_DB else logging.INFO,
+        "quantized %s in %.1f s; against fp32: PSNR %.1f dB at the worst truncation%s",
+        path.name,
+        record["seconds"],
+        worst,
+        " (a draft: expect visible differences)" if worst < WARN_PSNR_DB else "",
+    )
+    return path
