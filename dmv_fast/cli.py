@@ -9,7 +9,6 @@ import logging
 import sys
 from enum import Enum
 from pathlib import Path
-from types import TracebackType
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +18,13 @@ from dmv_fast import plan
 from dmv_fast.cli_batch import expand_bare_ray
 from dmv_fast.files import Interrupted, interrupts
 from dmv_fast.options import RenderOptions
+from dmv_fast.terminal import (
+    ProgressBars,
+    expand_multi_value,
+    fail,
+    first_line,
+    setup_logging,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -30,9 +36,6 @@ app = typer.Typer(
 )
 
 logger = logging.getLogger("dmv_fast")
-
-# Options of the original that take several values after one flag (``--classes 45 99 567``).
-_MULTI_VALUE = ("--classes",)
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -59,132 +62,10 @@ _PIXELS = Pixels(_M.pixels)
 _OUTPUT = Path(_D["output_file"])
 
 
-def expand_multi_value(argv: list[str]) -> list[str]:
-    """Rewrite ``--classes a b c`` into ``--classes a --classes b --classes c``.
-
-    The original took several values after one flag (argparse ``nargs='+'``); click options
-    take one value each, so the values are spread over repeated flags before parsing.
-    """
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in _MULTI_VALUE:
-            i += 1
-            values = []
-            while i < len(argv) and not (argv[i].startswith("-") and not _is_number(argv[i])):
-                values.append(argv[i])
-                i += 1
-            if not values:
-                raise ValueError(f"{arg} needs at least one value (an index or a name)")
-            for value in values:
-                out.extend([arg, value])
-            continue
-        out.append(arg)
-        i += 1
-    return out
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"dmv-fast {dmv_fast.__version__}")
         raise typer.Exit()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time of the record."""
-
-    @property  # type: ignore[override]
-    def stream(self):  # noqa: D102
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-def _setup_logging(verbose: bool, quiet: bool) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    logger.handlers[:] = [handler]
-    logger.setLevel(level)
-    logger.propagate = False
-
-
-class _Progress:
-    """Progress bars for every long stage, fed by the library's progress callback."""
-
-    _LABELS = {
-        "analysis": "analysing audio",
-        "export": "exporting model",
-        "render": "rendering",
-        "encode": "encoding",
-    }
-
-    def __init__(self, enabled: bool) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("{task.description:<16}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            disable=not enabled,
-            transient=False,
-        )
-        self._tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> _Progress:
-        self._progress.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._progress.__exit__(exc_type, exc, tb)
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        task = self._tasks.get(stage)
-        if task is None:
-            task = self._progress.add_task(self._LABELS.get(stage, stage), total=total, rate="")
-            self._tasks[stage] = task
-        elapsed = self._progress.tasks[task].elapsed or 0.0
-        rate = f"{done / elapsed:.1f} fps" if stage in ("render", "encode") and elapsed else ""
-        self._progress.update(task, completed=done, total=total, rate=rate)
 
 
 @app.callback()
@@ -345,7 +226,7 @@ def render(
     from dmv_fast.classes import resolve_classes
     from dmv_fast.pipeline import Visualizer
 
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     try:
         spec = plan.ModelSpec(
             resolution=resolution,
@@ -379,24 +260,24 @@ def render(
             crf=crf,
             preset=preset,
         )
-        with _Progress(enabled=not quiet) as progress:
+        with ProgressBars(enabled=not quiet) as progress:
             vis = Visualizer(spec, encoder=options.encoder, workers=workers, progress=progress)
             result = vis.render(options, overwrite=overwrite, workers=workers, ray_address=ray)
     except Interrupted as exc:  # SIGTERM / SIGHUP, turned into an interrupt by main()
         message = f"interrupted by {exc}; no partial video was written"
-        raise _fail(message, exc.exit_code) from None
+        raise fail(message, exc.exit_code) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted; no partial video was written", 130) from None
+        raise fail("interrupted; no partial video was written", 130) from None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             full = f"disk full while writing {str(output_file)!r} ({exc.strerror})"
-            raise _fail(full + "; no partial file was kept") from None
-        raise _fail(_first_line(exc)) from None
+            raise fail(full + "; no partial file was kept") from None
+        raise fail(first_line(exc)) from None
     except (ValueError, RuntimeError) as exc:
-        raise _fail(_first_line(exc)) from None
+        raise fail(first_line(exc)) from None
     except Exception as exc:  # no traceback reaches the user; -v logs it
         logger.debug("unexpected failure", exc_info=True)
-        raise _fail(f"{type(exc).__name__}: {_first_line(exc)}") from None
+        raise fail(f"{type(exc).__name__}: {first_line(exc)}") from None
     logger.info(
         "wrote %s: %d frames at %s fps, seed %d, classes %s",
         result.output,
@@ -435,7 +316,7 @@ def export(
     """
     from dmv_fast.models import copy_onnx, ensure_onnx
 
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     try:
         spec = plan.ModelSpec(
             resolution=resolution,
@@ -447,7 +328,7 @@ def export(
             pixels=pixels,
         )
         resolved = plan.resolve(spec, encoder="x264", workers=1)
-        with _Progress(enabled=not quiet) as progress:
+        with ProgressBars(enabled=not quiet) as progress:
             path = ensure_onnx(
                 spec.resolution,
                 spec.weights,
@@ -462,7 +343,7 @@ def export(
         if output is not None:
             path = copy_onnx(path, output)
     except (ValueError, RuntimeError, OSError) as exc:
-        raise _fail(str(exc).splitlines()[0]) from None
+        raise fail(str(exc).splitlines()[0]) from None
     typer.echo(str(path))
 
 
@@ -479,16 +360,16 @@ def demo(
     """Synthesize a 15-second piece and render it at 128 px, with a contact sheet."""
     from dmv_fast.demo import run_demo
 
-    _setup_logging(False, quiet)
+    setup_logging(False, quiet)
     try:
-        with _Progress(enabled=not quiet) as progress:
+        with ProgressBars(enabled=not quiet) as progress:
             video, sheet = run_demo(
                 output, weights=weights, frame_length=frame_length, progress=progress
             )
     except KeyboardInterrupt:
-        raise _fail("interrupted; no partial video was written", 130) from None
+        raise fail("interrupted; no partial video was written", 130) from None
     except (ValueError, RuntimeError, OSError) as exc:
-        raise _fail(str(exc).splitlines()[0]) from None
+        raise fail(str(exc).splitlines()[0]) from None
     typer.echo(f"wrote {video} and {sheet}")
 
 
@@ -524,7 +405,7 @@ def bench(
     """Benchmark the backends; writes JSON, a markdown table and a PNG plot."""
     from dmv_fast.bench import run_bench
 
-    _setup_logging(False, False)
+    setup_logging(False, False)
     try:
         table = run_bench(
             out=out,
@@ -536,7 +417,7 @@ def bench(
             e2e_limit=e2e_limit,
         )
     except (ValueError, RuntimeError, OSError) as exc:
-        raise _fail(str(exc).splitlines()[0]) from None
+        raise fail(str(exc).splitlines()[0]) from None
     typer.echo(table)
 
 

@@ -44,10 +44,8 @@ def register(app: typer.Typer) -> None:
         Pixels,
         Precision,
         Resolution,
-        _fail,
-        _Progress,
-        _setup_logging,
     )
+    from dmv_fast.terminal import ProgressBars, fail, setup_logging
 
     def batch(
         songs: Annotated[
@@ -111,7 +109,7 @@ def register(app: typer.Typer) -> None:
         from dmv_fast.plan import ModelSpec
         from dmv_fast.segmented import render_many
 
-        _setup_logging(verbose, quiet)
+        setup_logging(verbose, quiet)
         try:
             stems = [song.stem for song in songs]
             dup = sorted({s for s in stems if stems.count(s) > 1})
@@ -150,7 +148,7 @@ def register(app: typer.Typer) -> None:
                 for song in songs
             ]
             out_dir.mkdir(parents=True, exist_ok=True)
-            with _Progress(enabled=not quiet) as progress:
+            with ProgressBars(enabled=not quiet) as progress:
                 results = render_many(
                     options,
                     spec,
@@ -160,9 +158,9 @@ def register(app: typer.Typer) -> None:
                     progress=progress,
                 )
         except KeyboardInterrupt:
-            raise _fail("interrupted; finished segments are kept for a rerun", 130) from None
+            raise fail("interrupted; finished segments are kept for a rerun", 130) from None
         except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, OSError) as exc:
-            raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+            raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
         for result in results:
             logger.info("wrote %s: %d frames, seed %d", result.output, result.frames, result.seed)
 

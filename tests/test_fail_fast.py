@@ -16,7 +16,8 @@ from _media import write_song
 from typer.testing import CliRunner
 
 from dmv_fast import audio, models
-from dmv_fast.cli import app, expand_multi_value
+from dmv_fast.cli import app
+from dmv_fast.terminal import expand_multi_value
 
 runner = CliRunner(env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
 
