@@ -9,10 +9,12 @@ such as :class:`dmv_fast.runtime.Generator` or ``Visualizer(...).generator``)::
                                    pull() ◀── finished ring (queue slots) ◀─────────┘
 
 Both rings are bounded (``queue`` slots) and preallocated: when the generator falls behind,
-the oldest vectors are dropped rather than queued, so a frame is never older than about two
-generator calls. The worker takes the newest ``batch`` vectors per call (batch 1 by default:
-on the CPU a batch only adds latency). Nothing is allocated per frame on the session's side
-(the generator returns its own output array).
+the oldest vectors are dropped rather than queued, so a frame waits for at most ``queue``
+generator calls before its own (``queue=1`` gives the lowest latency, ``2`` absorbs the
+jitter of audio blocks that complete two hops at once). The worker takes up to ``batch``
+pending vectors per call, oldest first (batch 1 by default: on the CPU a batch only adds
+latency). Nothing is allocated per frame on the session's side (the generator returns its own
+output array).
 
 Latency is measured per generated frame, from the arrival of the audio block that completed the
 frame's audio (``push(..., time=...)``, default: the session clock at the call) to the moment
@@ -199,7 +201,7 @@ class LiveSession:
         trajectory: the :class:`~dmv_fast.online.OnlineTrajectory` that turns audio into
             vectors (its options give the truncation and the frame rate).
         queue: slots in each of the two rings (vectors waiting, frames waiting), >= 1.
-        batch: frames per generator call, 1..queue (the newest ``batch`` pending ones).
+        batch: frames per generator call, 1..queue.
         clock: session clock in seconds (default ``time.perf_counter``).
         threaded: run the generator in a worker thread (started by :meth:`start` or ``with``);
             ``False``: the caller drives it with :meth:`step` (deterministic tests).
@@ -341,10 +343,10 @@ class LiveSession:
     # -- the generator ------------------------------------------------------------------------
 
     def step(self, timeout: float | None = 0.0) -> int:
-        """Generate the newest pending frames (at most ``batch``); returns how many.
+        """Generate the oldest pending frames (at most ``batch``); returns how many.
 
         Waits up to ``timeout`` seconds for pending vectors (``None``: until some arrive or
-        the session ends). Older pending vectors beyond ``batch`` are dropped.
+        the session ends).
         """
         with self._cond:
             if not self._pending.count and timeout != 0.0:
@@ -355,8 +357,6 @@ class LiveSession:
             if not count:
                 return 0
             m = min(self.batch, count)
-            self._dropped += count - m
-            self._pending.take(count - m)
             for i, slot in enumerate(self._pending.take(m)):
                 self._noise_in[i] = self._noise[slot]
                 self._classes_in[i] = self._classes[slot]
