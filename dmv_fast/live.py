@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -107,7 +107,8 @@ class Pacer:
         return math.floor((self._clock() - self.t0) * self.rate)
 
 
-class Frame(NamedTuple):
+@dataclass(frozen=True)
+class Frame:
     """A frame pulled from a session.
 
     Attributes:

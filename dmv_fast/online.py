@@ -1,80 +1,56 @@
 """Online trajectories: noise and class vectors from audio blocks as they arrive.
 
-:class:`OnlineTrajectory` takes audio in blocks of any size, rate and channel count and emits,
-for every hop of ``frame_length`` samples (at 22050 Hz), one noise vector and one class vector
-with the character of the offline engine (:mod:`dmv_fast.trajectory`, SPEC §1-4). Its state
-is small and fixed, so it runs for hours in constant memory.
+:class:`OnlineTrajectory` takes audio blocks of any size, rate and channel count, averages the
+channels, resamples incrementally to 22050 Hz (``soxr.ResampleStream``: the soxr HQ filter of
+``librosa.load``) and emits, per hop of ``frame_length`` samples, one noise and one class
+vector in the manner of the offline engine (:mod:`dmv_fast.trajectory`, SPEC §1-4), in
+constant memory. Features per hop are NumPy; numba kernels turn them into vectors, and
+:func:`reference_vectors` is the same algorithm as a plain per-frame loop beside them.
 
-Per block: channels are averaged, the signal is resampled incrementally to 22050 Hz
-(``soxr.ResampleStream``, the same soxr HQ filter ``librosa.load`` uses), then each complete
-hop gives the features (NumPy), and the numba kernels below turn them into vectors.
+Where it differs from the offline engine (everything else is SPEC §4 as written):
 
-Where it differs from the offline engine, and why (everything else is SPEC §4 as written):
-
-* **Mel power** ``specm``: the same centred 2048-point frames, Hann window, 128 mel bands up to
-  8 kHz as ``librosa.feature.melspectrogram``: the raw values equal the offline ones. A frame
-  centred on sample ``i * frame_length`` needs 1024 samples after it: **46 ms of analysis
-  latency**.
-* **Normalisation** is causal: instead of the song's min and range, a running floor and
-  ceiling that follow the signal at once and relax towards it with a half-life
-  (``halflife``, 20 s by default), so a loud intro does not flatten what follows. The range is
-  never taken below ``1e-3`` of the loudest frame so far (near-silence is not blown up to
-  full scale).
-* **Rise** ``gradm``: the backward difference ``specm[i] - specm[i - 1]`` (the offline
-  gradient is central and needs the next frame), divided by a running maximum with the same
-  half-life, negatives set to 0.
-* **Chroma**: a 12-bin STFT chromagram (``librosa.filters.chroma``, tuning 0) of the
-  ``chroma_fft`` samples (4096 by default) ending where the mel frame ends, each frame scaled
-  so its strongest pitch is 1. The offline engine uses ``chroma_cqt``, whose lowest octave
-  needs about 1.6 s of audio around each frame (0.8 s of look-ahead) and which estimates the
-  tuning from the whole song; neither is possible live. The window size was chosen with
-  ``benchmarks/bench_live.py`` (closeness of the class weights to the offline ones).
-* **Pitch ranking**: the pitches are ranked by a running mean (half-life ``rank_halflife``,
-  60 s) instead of the whole song's mean, with hysteresis: a pitch overtakes the one ranked
-  above it only when its mean exceeds that one's by ``hysteresis`` (10 %), so classes do not
-  flicker between pitches. Before any sound the ranking is chromatic (C first).
-* **No one-frame lag**: frame ``i`` uses the state after consuming feature frame ``i`` (the
-  offline engine shows ``cv0``/``nv0`` first and is one frame behind): online frame ``i``
-  corresponds to offline row ``i + 1``. The first class vector is the class update of the first
-  frame from all-zero weights, not ``cv0``.
-* **Smoothing**: the offline engine interpolates between means of the current and the next bin
-  of ``sf`` frames (up to ``2 sf - 1`` frames of look-ahead). Online, class vector ``i`` is the
-  mean of the ``sf`` class rows ending at frame ``i + lookahead``, ``0 <= lookahead <= sf``:
-  at most one bin of look-ahead, costing ``lookahead`` frames of latency (0 by default: no
-  latency beyond the analysis). The last ``lookahead`` frames of a finished stream hold the
-  final window.
-* **Random draws**: the same seeded generator and order as offline (12 candidate classes,
-  ``nv0``'s units, then 128 jitter draws per 200 frames, drawn as they are needed), so a
-  seed gives the same classes, ``nv0`` and jitter online and offline.
-
-The numba kernels have a plain NumPy/Python reference beside them (:func:`reference_vectors`),
-which the tests compare with :meth:`OnlineTrajectory.advance` over arbitrary block splits.
+* **Mel power** ``specm``: librosa's centred 2048-point frames (Hann, 128 mels to 8 kHz), so
+  the raw values equal the offline ones; a frame needs the 1024 samples after its centre:
+  **46 ms of analysis latency**.
+* **Normalisation** is causal: a running floor and ceiling that jump to a new extreme and relax
+  towards the signal with a half-life (``halflife``, 20 s), instead of the song's min and
+  range, so a loud intro does not flatten the rest. The range never drops below ``1e-3`` of
+  the loudest frame so far (near-silence is not blown up to full scale).
+* **Rise** ``gradm``: ``specm[i] - specm[i - 1]`` (the offline central gradient needs the next
+  frame) over a running maximum with the same half-life, negatives set to 0.
+* **Chroma**: a 12-bin STFT chromagram (``librosa.filters.chroma``, power, tuning 0) of the
+  ``chroma_fft`` samples (4096) ending where the mel frame ends, strongest pitch scaled to 1.
+  The offline ``chroma_cqt`` needs about 0.8 s of look-ahead in its lowest octave and tunes
+  on the whole song. The window was chosen with ``benchmarks/bench_live.py`` (4096 is within
+  0.01 of 8192 on the class mixture and reacts twice as fast).
+* **Pitch ranking** by running means (half-life ``rank_halflife``, 60 s) with hysteresis: a
+  pitch overtakes the one ranked above only when its mean is ``hysteresis`` (10 %) higher,
+  so classes do not flicker. Before any sound the ranking is chromatic (C first).
+* **No one-frame lag**: online frame ``i`` is the state after feature frame ``i``, i.e. the
+  offline row ``i + 1``; the first class vector is the first update from zero weights, not
+  ``cv0``.
+* **Smoothing**: offline, bins of ``sf`` frames interpolate towards the next bin's mean (up to
+  ``2 sf - 1`` frames of look-ahead). Online, class vector ``i`` is the mean of the ``sf``
+  rows ending at frame ``i + lookahead``, ``0 <= lookahead <= sf``: at most one bin of
+  look-ahead, costing ``lookahead`` frames of latency (default 0). The last ``lookahead``
+  frames of a finished stream hold the final window.
+* **Random draws**: the offline generator and order (12 candidate classes, ``nv0``, then 128
+  jitter draws per 200 frames, drawn when reached): a seed gives the same classes, ``nv0`` and
+  jitter online and offline.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
+from dmv_fast import trajectory as offline
 from dmv_fast.audio import N_PITCHES, SAMPLE_RATE
 from dmv_fast.options import MAX_CLASSES, MAX_SEED, N_IMAGENET, RenderOptions
-from dmv_fast.trajectory import (
-    JITTER_PERIOD,
-    NOISE_DIM,
-    NUDGE,
-    NUDGE_STD,
-    _class_kernel,
-    jitter_factors,
-    new_seed,
-    pick_classes,
-    truncated_normal,
-)
-
-logger = logging.getLogger("dmv_fast")
+from dmv_fast.trajectory import JITTER_PERIOD, NOISE_DIM
 
 N_FFT = 2048  # mel frames, as librosa.feature.melspectrogram
 N_MELS = 128
@@ -84,14 +60,10 @@ RANGE_FLOOR = 1e-3  # the normalisation range never drops below this share of th
 
 
 class Step(NamedTuple):
-    """Vectors of the frames completed by one call.
-
-    Attributes:
-        start: index of the first frame (frame ``k`` is at ``k * frame_length / 22050`` s).
-        noise: ``np.ndarray [shape=(n, 128)]`` float32 noise vectors.
-        weights: ``np.ndarray [shape=(n, K)]`` float32 class weights; column ``j`` is the class
-            vector's entry ``classes[j]``, every other entry is 0.
-    """
+    """Vectors of the frames completed by one call: frames ``start .. start + n - 1`` (frame
+    ``k`` shows the audio at ``k * frame_length / 22050`` s); ``noise`` ``[n, 128]`` float32;
+    ``weights`` ``[n, K]`` float32, column ``j`` = the class vector's entry ``classes[j]`` (every
+    other entry is 0)."""
 
     start: int
     noise: np.ndarray
@@ -117,6 +89,11 @@ class OnlineParams:
     hysteresis: float  # relative margin a pitch needs to overtake the one ranked above
 
 
+def _check_int(name: str, value: object, lo: int, hi: int, unit: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}{unit}, got {value!r}")
+
+
 def _decay(halflife: float, fps: float, name: str) -> float:
     if not isinstance(halflife, (int, float)) or not np.isfinite(halflife) or halflife <= 0:
         raise ValueError(f"{name} must be a number of seconds > 0, got {halflife!r}")
@@ -135,9 +112,7 @@ def _drive_kernel(raw, state, decay, floor):  # pragma: no cover - compiled
     for i in range(n):
         x = raw[i]
         if seen == 0:
-            lo = x
-            hi = x
-            prev = x
+            lo = hi = prev = x
         hi = max(x, x + (hi - x) * decay)
         lo = min(x, x + (lo - x) * decay)
         peak = max(peak, x)
@@ -154,7 +129,7 @@ def _drive_kernel(raw, state, decay, floor):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _rank_kernel(chroma, means, order, decay, hysteresis, k, swaps):  # pragma: no cover
+def _rank_kernel(chroma, means, order, swaps, decay, hysteresis, k):  # pragma: no cover
     # chroma [n, 12]; means [12] and order [12] are updated in place. Returns [n, k]: column j
     # is the chroma of the j-th ranked pitch.
     n = chroma.shape[0]
@@ -287,15 +262,13 @@ def reference_vectors(
                 new = new / top
         new = new * params.depth
         nonzero = new[new != 0]
-        if nonzero.size == 0 or np.std(nonzero) < NUDGE_STD:
-            new[classes[0]] += NUDGE
+        if nonzero.size == 0 or np.std(nonzero) < offline.NUDGE_STD:
+            new[classes[0]] += offline.NUDGE
         cv = new
         rows.append(cv)
     sf, la = params.smooth_frames, params.lookahead
-    smoothed = []
-    for t in range(n):
-        end = min(t + la, n - 1)
-        smoothed.append(np.mean(rows[max(0, end - sf + 1) : end + 1], axis=0))
+    ends = [min(t + la, n - 1) for t in range(n)]
+    smoothed = [np.mean(rows[max(0, e - sf + 1) : e + 1], axis=0) for e in ends]
     if n == 0:
         return np.zeros((0, NOISE_DIM)), np.zeros((0, N_IMAGENET))
     return np.array(noise), np.array(smoothed)
@@ -315,22 +288,16 @@ class _Features:
     def __init__(self, frame_length: int, chroma_fft: int) -> None:
         import librosa
 
-        self.fl = frame_length
-        self.chroma_fft = chroma_fft
-        self.window = max(N_FFT, chroma_fft)
-        self.mel_window = librosa.filters.get_window("hann", N_FFT, fftbins=True)
-        self.chroma_window = librosa.filters.get_window("hann", chroma_fft, fftbins=True)
-        self.mel_basis = librosa.filters.mel(
-            sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmax=FMAX
-        ).astype(np.float64)
-        self.chroma_basis = librosa.filters.chroma(
-            sr=SAMPLE_RATE, n_fft=chroma_fft, tuning=0.0
-        ).astype(np.float64)
+        self.fl, self.chroma_fft, self.window = frame_length, chroma_fft, max(N_FFT, chroma_fft)
+        hann = librosa.filters.get_window
+        self.mel_window = hann("hann", N_FFT, fftbins=True)
+        self.chroma_window = hann("hann", chroma_fft, fftbins=True)
+        self.mel_basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmax=FMAX)
+        self.chroma_basis = librosa.filters.chroma(sr=SAMPLE_RATE, n_fft=chroma_fft, tuning=0.0)
         # Samples from absolute position self.origin on; zeros stand for the time before 0.
         self.origin = N_FFT // 2 - self.window
         self.buffer = np.zeros(self.window - N_FFT // 2, dtype=np.float32)
-        self.total = 0  # samples received (at 22050 Hz)
-        self.next_frame = 0
+        self.total = self.next_frame = 0  # samples received (at 22050 Hz); next frame to cut
         self.rate: int | None = None
         self.resampler = None
 
@@ -346,23 +313,22 @@ class _Features:
         mono = block if block.ndim == 1 else block.mean(axis=1, dtype=np.float32)
         if self.resampler is not None:
             mono = self.resampler.resample_chunk(mono)
+        self.total += mono.size
         self._append(mono)
 
     def flush(self) -> None:
         """End of the stream: drain the resampler and pad like librosa's centred frames."""
         if self.resampler is not None:
-            self._append(self.resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+            tail = self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            self.total += tail.size
+            self._append(tail)
             self.resampler = None
-        n = self.total
         # Offline: 1 + n // fl frames; the last one ends at (n // fl) * fl + N_FFT // 2.
-        end = (n // self.fl) * self.fl + N_FFT // 2
-        self._append(np.zeros(max(0, end - n), np.float32), count=False)
+        end = (self.total // self.fl) * self.fl + N_FFT // 2
+        self._append(np.zeros(max(0, end - self.total), np.float32))
 
-    def _append(self, samples: np.ndarray, count: bool = True) -> None:
-        if samples.size:
-            self.buffer = np.concatenate([self.buffer, samples.astype(np.float32, copy=False)])
-            if count:
-                self.total += samples.size
+    def _append(self, samples: np.ndarray) -> None:
+        self.buffer = np.concatenate([self.buffer, samples.astype(np.float32, copy=False)])
 
     def take(self) -> tuple[np.ndarray, np.ndarray]:
         """Features of every hop now complete: ``(specm_raw [n], chroma [n, 12])`` float64."""
@@ -371,14 +337,8 @@ class _Features:
         if n == 0:
             return np.zeros(0), np.zeros((0, N_PITCHES))
         ends = (self.next_frame + np.arange(n)) * self.fl + N_FFT // 2 - self.origin
-        mel_idx = ends[:, None] - N_FFT + np.arange(N_FFT)
-        mel_frames = self.buffer[mel_idx].astype(np.float64)
-        power = np.abs(np.fft.rfft(mel_frames * self.mel_window, axis=1)) ** 2
-        specm = (power @ self.mel_basis.T).mean(axis=1)
-        c_idx = ends[:, None] - self.chroma_fft + np.arange(self.chroma_fft)
-        c_frames = self.buffer[c_idx].astype(np.float64)
-        c_power = np.abs(np.fft.rfft(c_frames * self.chroma_window, axis=1)) ** 2
-        chroma = c_power @ self.chroma_basis.T
+        specm = (self._power(ends, self.mel_window) @ self.mel_basis.T).mean(axis=1)
+        chroma = self._power(ends, self.chroma_window) @ self.chroma_basis.T
         top = chroma.max(axis=1, keepdims=True)
         chroma = np.divide(chroma, top, out=np.zeros_like(chroma), where=top > 1e-12)
         self.next_frame += n
@@ -388,6 +348,11 @@ class _Features:
             self.buffer = self.buffer[keep_from:]
             self.origin += keep_from
         return specm, chroma
+
+    def _power(self, ends: np.ndarray, window: np.ndarray) -> np.ndarray:
+        """Power spectra ``[n, size // 2 + 1]`` of the ``size`` samples before each end."""
+        frames = self.buffer[ends[:, None] - window.size + np.arange(window.size)]
+        return np.abs(np.fft.rfft(frames.astype(np.float64) * window, axis=1)) ** 2
 
 
 # The engine ---------------------------------------------------------------------------------
@@ -428,67 +393,43 @@ class OnlineTrajectory:
     ) -> None:
         options.validate_analysis()
         if seed is None:
-            seed = options.seed if options.seed is not None else new_seed()
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
-        if not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
+            seed = options.seed if options.seed is not None else offline.new_seed()
         sf = options.smooth_frames
-        if (
-            isinstance(lookahead, bool)
-            or not isinstance(lookahead, int)
-            or not 0 <= lookahead <= sf
-        ):
-            raise ValueError(f"lookahead must be an integer in 0..{sf} (frames), got {lookahead!r}")
+        _check_int("seed", seed, 0, MAX_SEED)
+        _check_int("lookahead", lookahead, 0, sf, " (frames)")
+        _check_int("chroma_fft", chroma_fft, N_FFT, 1 << 16, ", a power of two")
+        if chroma_fft & (chroma_fft - 1):
+            raise ValueError(f"chroma_fft must be a power of two >= {N_FFT}, got {chroma_fft!r}")
         if not isinstance(hysteresis, (int, float)) or not 0 <= hysteresis < 10:
             raise ValueError(f"hysteresis must be in 0..10, got {hysteresis!r}")
-        if (
-            isinstance(chroma_fft, bool)
-            or not isinstance(chroma_fft, int)
-            or chroma_fft < N_FFT
-            or chroma_fft & (chroma_fft - 1)
-        ):
-            raise ValueError(f"chroma_fft must be a power of two >= {N_FFT}, got {chroma_fft!r}")
         fps = SAMPLE_RATE / options.frame_length
         self.options = options
         self.seed = int(seed)
+        decays = _decay(halflife, fps, "halflife"), _decay(rank_halflife, fps, "rank_halflife")
+        o = options
         self.params = OnlineParams(
-            tempo_scale=options.tempo_scale,
-            pitch_scale=options.pitch_scale,
-            truncation=options.truncation,
-            depth=options.depth,
-            smooth_frames=sf,
-            lookahead=lookahead,
-            decay=_decay(halflife, fps, "halflife"),
-            rank_decay=_decay(rank_halflife, fps, "rank_halflife"),
-            hysteresis=float(hysteresis),
+            o.tempo_scale, o.pitch_scale, o.truncation, o.depth, sf, lookahead, *decays, hysteresis
         )
         # Same generator and order of draws as trajectory.draw_random.
         self._gen = np.random.default_rng(self.seed)
         drawn = tuple(int(c) for c in self._gen.choice(N_IMAGENET, MAX_CLASSES, replace=False))
-        self.classes = pick_classes(options, drawn, classes)
-        self.nv0 = options.truncation * truncated_normal(self._gen, NOISE_DIM)
+        self.classes = offline.pick_classes(options, drawn, classes)
+        self.nv0 = options.truncation * offline.truncated_normal(self._gen, NOISE_DIM)
         self._jitter: list[np.ndarray] = []  # rows of jitter factors, from block _jitter_base
         self._jitter_base = 0
         self._features = _Features(options.frame_length, chroma_fft)
         k = len(self.classes)
+        # Kernel state, updated in place: drive [lo, hi, gmax, prev, peak, seen]; ranking
+        # (pitch means, order, swap count); noise (nv, direction, last update); smoothing.
         self._drive_state = np.zeros(6)
-        self._means = np.zeros(N_PITCHES)
-        self._order = np.arange(N_PITCHES, dtype=np.int64)
-        self._swaps = np.zeros(1, dtype=np.int64)
-        self._nv = self.nv0.copy()
-        self._direction = np.where(self._nv < 0, 1.0, -1.0)
-        self._last = np.zeros(NOISE_DIM)
+        self._rank = (np.zeros(N_PITCHES), np.arange(N_PITCHES), np.zeros(1, np.int64))
+        self._noise = (self.nv0.copy(), np.where(self.nv0 < 0, 1.0, -1.0), np.zeros(NOISE_DIM))
         self._cv = np.zeros(k)
-        self._ring = np.zeros((sf, k))
-        self._count = np.zeros(1, dtype=np.int64)
+        self._smooth = (np.zeros((sf, k)), np.zeros(1, np.int64))
         self._delay_noise = np.zeros((0, NOISE_DIM))  # noise rows waiting for their look-ahead
-        self._frames_in = 0
-        self._frames_out = 0
+        self._frames_in = self._frames_out = 0
         self._last_weights = np.zeros(k)
         self._finished = False
-
-    # -- properties -------------------------------------------------------------------------
 
     @property
     def fps(self) -> float:
@@ -502,20 +443,14 @@ class OnlineTrajectory:
         return (N_FFT // 2 + self.params.lookahead * self.options.frame_length) / SAMPLE_RATE
 
     @property
-    def frames_emitted(self) -> int:
-        return self._frames_out
-
-    @property
     def rank_changes(self) -> int:
         """How often two pitches swapped ranks so far."""
-        return int(self._swaps[0])
+        return int(self._rank[2][0])
 
     @property
     def pitch_order(self) -> tuple[int, ...]:
         """The current pitch ranking, strongest first (0 = C ... 11 = B)."""
-        return tuple(int(p) for p in self._order)
-
-    # -- audio in, vectors out --------------------------------------------------------------
+        return tuple(int(p) for p in self._rank[1])
 
     def push(self, block: np.ndarray, rate: int) -> Step:
         """Add an audio block; returns the vectors of the frames it completed (maybe none).
@@ -528,7 +463,7 @@ class OnlineTrajectory:
         if self._finished:
             raise RuntimeError("the stream is finished; start a new OnlineTrajectory")
         arr = np.asarray(block)
-        if arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[1] < 1):
+        if arr.ndim not in (1, 2) or arr.ndim == 2 and arr.shape[1] < 1:
             raise ValueError(f"audio block must be [n] or [n, channels], got shape {arr.shape}")
         if not np.issubdtype(arr.dtype, np.floating):
             raise ValueError(f"audio block must be float samples (float32), got {arr.dtype}")
@@ -547,17 +482,11 @@ class OnlineTrajectory:
         self._features.flush()
         step = self.advance(*self._features.take())
         self._finished = True
-        rest = self._delay_noise
-        if len(rest) == 0:
-            return step
+        rest, self._delay_noise = self._delay_noise, self._delay_noise[:0]
+        self._frames_out += len(rest)  # the last look-ahead frames hold the final window
         held = np.repeat(self._last_weights[None], len(rest), axis=0)
-        self._delay_noise = np.zeros((0, NOISE_DIM))
-        self._frames_out += len(rest)
-        return Step(
-            step.start,
-            np.concatenate([step.noise, rest.astype(np.float32)]),
-            np.concatenate([step.weights, held.astype(np.float32)]),
-        )
+        noise, weights = np.concatenate([step.noise, rest]), np.concatenate([step.weights, held])
+        return Step(step.start, noise.astype(np.float32), weights.astype(np.float32))
 
     def advance(self, specm_raw: np.ndarray, chroma: np.ndarray) -> Step:
         """Run the kernels on the features of the next frames.
@@ -571,33 +500,16 @@ class OnlineTrajectory:
         if n == 0:
             return self._empty()
         p = self.params
-        drive = _drive_kernel(
-            np.ascontiguousarray(specm_raw, dtype=np.float64),
-            self._drive_state,
-            p.decay,
-            RANGE_FLOOR,
-        )
-        ranked = _rank_kernel(
-            np.ascontiguousarray(chroma, dtype=np.float64),
-            self._means,
-            self._order,
-            p.rank_decay,
-            p.hysteresis,
-            len(self.classes),
-            self._swaps,
-        )
-        rows = _class_kernel(ranked, self._cv, p.pitch_scale, p.depth)[1:]
+        raw = np.ascontiguousarray(specm_raw, dtype=np.float64)
+        drive = _drive_kernel(raw, self._drive_state, p.decay, RANGE_FLOOR)
+        chroma = np.ascontiguousarray(chroma, dtype=np.float64)
+        ranked = _rank_kernel(chroma, *self._rank, p.rank_decay, p.hysteresis, len(self.classes))
+        rows = offline._class_kernel(ranked, self._cv, p.pitch_scale, p.depth)[1:]  # SPEC §4
         self._cv = rows[-1].copy()
-        smoothed = _smooth_kernel(rows, self._ring, self._count)
+        smoothed = _smooth_kernel(rows, *self._smooth)
+        jit = self._jitter_rows(self._frames_in, self._frames_in + n)
         noise = _noise_kernel(
-            drive,
-            self._nv,
-            self._direction,
-            self._last,
-            self._jitter_rows(self._frames_in, self._frames_in + n),
-            self._frames_in,
-            p.tempo_scale,
-            p.truncation,
+            drive, *self._noise, jit, self._frames_in, p.tempo_scale, p.truncation
         )
         self._frames_in += n
         self._last_weights = smoothed[-1]
@@ -627,7 +539,9 @@ class OnlineTrajectory:
         drawn from the run's generator as the stream reaches them."""
         need = (stop - 1) // JITTER_PERIOD
         while self._jitter_base + len(self._jitter) <= need:
-            self._jitter.append(jitter_factors(self._gen.random(NOISE_DIM), self.options.jitter))
+            self._jitter.append(
+                offline.jitter_factors(self._gen.random(NOISE_DIM), self.options.jitter)
+            )
         drop = first // JITTER_PERIOD - self._jitter_base
         if drop > 0:  # blocks no frame will use again
             del self._jitter[:drop]
