@@ -506,21 +506,24 @@ def end_to_end(
 
     from dmv_fast.options import RenderOptions
     from dmv_fast.pipeline import render
+    from dmv_fast.plan import ModelSpec
 
     options = RenderOptions(
         song=str(song),
-        resolution=resolution,
         frame_length=frame_length,
-        batch_size=batch_size,
         output_file=str(output),
         seed=seed,
+        encoder="x264",
+    )
+    spec = ModelSpec(
+        resolution=resolution,
         weights="random",
         backend=backend,
         precision=precision,
-        encoder="x264",
+        batch_size=batch_size,
     )
     t0 = time.perf_counter()
-    result = render(options, overwrite=True, visualizer=visualizer)
+    result = render(options, None if visualizer else spec, overwrite=True, visualizer=visualizer)
     wall = time.perf_counter() - t0
     video_s = float(result.frames / result.fps)
     return {

@@ -3,6 +3,7 @@ with a one-line message on a handled failure."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from enum import Enum
@@ -13,6 +14,8 @@ from typing import Annotated, Any
 import typer
 
 import dmv_fast
+from dmv_fast import plan
+from dmv_fast.options import RenderOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -27,34 +30,28 @@ logger = logging.getLogger("dmv_fast")
 _MULTI_VALUE = ("--classes",)
 
 
-class Backend(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    tensorrt = "tensorrt"
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum for typer from one of the plan's choice lists (defined once, there)."""
+    return Enum(name, {v if v[0].isalpha() else f"r{v}": v for v in values}, type=str)  # type: ignore[return-value]
 
 
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    fp16 = "fp16"
+Backend = _choices("Backend", plan.BACKENDS)
+Precision = _choices("Precision", plan.PRECISIONS)
+EncoderChoice = _choices("EncoderChoice", plan.ENCODERS)
+Pixels = _choices("Pixels", plan.PIXELS)
+Resolution = _choices("Resolution", tuple(str(r) for r in plan.RESOLUTIONS))
+Preset = _choices("Preset", plan.X264_PRESETS)
 
-
-class EncoderChoice(str, Enum):
-    auto = "auto"
-    x264 = "x264"
-    nvenc = "nvenc"
-
-
-class Pixels(str, Enum):
-    stretch = "stretch"
-    fixed = "fixed"
-
-
-class Resolution(str, Enum):
-    r128 = "128"
-    r256 = "256"
-    r512 = "512"
+# Defaults, read from where they are defined.
+_D: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(RenderOptions)}
+_M = plan.ModelSpec()
+_RESOLUTION = Resolution(str(_M.resolution))
+_BACKEND = Backend(_M.backend)
+_PRECISION = Precision(_M.precision)
+_ENCODER = EncoderChoice(_D["encoder"])
+_PRESET = Preset(_D["preset"])
+_PIXELS = Pixels(_M.pixels)
+_OUTPUT = Path(_D["output_file"])
 
 
 def expand_multi_value(argv: list[str]) -> list[str]:
@@ -195,7 +192,7 @@ def render(
     song: Annotated[Path, typer.Option("--song", help="Audio file (mp3, wav, ogg, flac, ...).")],
     resolution: Annotated[
         Resolution, typer.Option("--resolution", help="GAN resolution.")
-    ] = Resolution.r512,
+    ] = _RESOLUTION,
     duration: Annotated[
         float | None,
         typer.Option("--duration", help="Seconds of video (default: the whole song)."),
@@ -203,12 +200,16 @@ def render(
     pitch_sensitivity: Annotated[
         float,
         typer.Option("--pitch-sensitivity", "--pitch_sensitivity", help="1-299 (200-295 advised)."),
-    ] = 220,
+    ] = _D["pitch_sensitivity"],
     tempo_sensitivity: Annotated[
         float,
-        typer.Option("--tempo-sensitivity", "--tempo_sensitivity", help="> 0 (0.05-0.8 advised)."),
-    ] = 0.25,
-    depth: Annotated[float, typer.Option("--depth", help="Max class weight, 0.01-1.")] = 1.0,
+        typer.Option(
+            "--tempo-sensitivity", "--tempo_sensitivity", help="(0, 100] (0.05-0.8 advised)."
+        ),
+    ] = _D["tempo_sensitivity"],
+    depth: Annotated[float, typer.Option("--depth", help="Max class weight, 0.01-1.")] = _D[
+        "depth"
+    ],
     classes: Annotated[
         list[str] | None,
         typer.Option(
@@ -218,7 +219,7 @@ def render(
     ] = None,
     num_classes: Annotated[
         int, typer.Option("--num-classes", "--num_classes", help="Classes used, 1-12.")
-    ] = 12,
+    ] = _D["num_classes"],
     sort_classes_by_power: Annotated[
         int,
         typer.Option(
@@ -229,18 +230,23 @@ def render(
             help="1: the first class listed gets the strongest pitch.",
         ),
     ] = 0,
-    jitter: Annotated[float, typer.Option("--jitter", help="0-1.")] = 0.5,
+    jitter: Annotated[float, typer.Option("--jitter", help="0-1.")] = _D["jitter"],
     frame_length: Annotated[
         int,
         typer.Option("--frame-length", "--frame_length", help="Audio hop per video frame (x64)."),
-    ] = 512,
-    truncation: Annotated[float, typer.Option("--truncation", help="(0, 1].")] = 1.0,
+    ] = _D["frame_length"],
+    truncation: Annotated[float, typer.Option("--truncation", help="(0, 1].")] = _D["truncation"],
     smooth_factor: Annotated[
         float, typer.Option("--smooth-factor", "--smooth_factor", help="> 0 (10-30 advised).")
-    ] = 20,
+    ] = _D["smooth_factor"],
     batch_size: Annotated[
-        int, typer.Option("--batch-size", "--batch_size", help="GAN batch size.")
-    ] = 30,
+        int,
+        typer.Option(
+            "--batch-size",
+            "--batch_size",
+            help=f"GAN batch size, 1-{plan.MAX_BATCH} (capped at {plan.CPU_BATCH_CAP} on the CPU).",
+        ),
+    ] = _M.batch_size,
     use_previous_classes: Annotated[
         int,
         typer.Option(
@@ -263,8 +269,10 @@ def render(
     ] = 0,
     output_file: Annotated[
         Path, typer.Option("--output-file", "--output_file", "-o", help="Output MP4.")
-    ] = Path("output.mp4"),
-    scaling: Annotated[int, typer.Option("--scaling", help="Lanczos upscaling factor (>= 1).")] = 1,
+    ] = _OUTPUT,
+    scaling: Annotated[
+        int, typer.Option("--scaling", help=f"Lanczos upscaling factor, 1-{plan.MAX_SCALING}.")
+    ] = _M.scaling,
     use_disk: Annotated[
         bool,
         typer.Option(
@@ -291,14 +299,16 @@ def render(
             help="biggan-deep-128/256/512, a local folder, or 'random' (default: pretrained).",
         ),
     ] = None,
-    backend: Annotated[Backend, typer.Option("--backend")] = Backend.auto,
-    precision: Annotated[Precision, typer.Option("--precision")] = Precision.auto,
-    encoder: Annotated[EncoderChoice, typer.Option("--encoder")] = EncoderChoice.auto,
-    crf: Annotated[int, typer.Option("--crf", help="x264 quality, 0-51.")] = 20,
-    preset: Annotated[str, typer.Option("--preset", help="x264 preset.")] = "veryfast",
+    backend: Annotated[Backend, typer.Option("--backend")] = _BACKEND,
+    precision: Annotated[
+        Precision, typer.Option("--precision", help="int8: CPU only, see the README.")
+    ] = _PRECISION,
+    encoder: Annotated[EncoderChoice, typer.Option("--encoder")] = _ENCODER,
+    crf: Annotated[int, typer.Option("--crf", help="x264 quality, 0-51.")] = _D["crf"],
+    preset: Annotated[Preset, typer.Option("--preset", help="x264 preset.")] = _PRESET,
     pixels: Annotated[
         Pixels, typer.Option("--pixels", help="stretch (the original's look) or fixed.")
-    ] = Pixels.stretch,
+    ] = _PIXELS,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", "-y", help="Replace an existing output file.")
     ] = False,
@@ -307,14 +317,21 @@ def render(
 ) -> None:
     """Render a song into a BigGAN-deep music video (MP4 with the song's audio)."""
     from dmv_fast.classes import resolve_classes
-    from dmv_fast.options import RenderOptions
-    from dmv_fast.pipeline import render as run_render
+    from dmv_fast.pipeline import Visualizer
 
     _setup_logging(verbose, quiet)
     try:
+        spec = plan.ModelSpec(
+            resolution=resolution,
+            weights=weights,
+            backend=backend,
+            precision=precision,
+            batch_size=batch_size,
+            scaling=scaling,
+            pixels=pixels,
+        )
         options = RenderOptions(
             song=str(song),
-            resolution=int(resolution.value),
             duration=duration,
             pitch_sensitivity=pitch_sensitivity,
             tempo_sensitivity=tempo_sensitivity,
@@ -326,25 +343,19 @@ def render(
             frame_length=frame_length,
             truncation=truncation,
             smooth_factor=smooth_factor,
-            batch_size=batch_size,
             use_previous_classes=bool(use_previous_classes),
             use_previous_vectors=bool(use_previous_vectors),
             output_file=str(output_file),
-            scaling=scaling,
             use_disk=use_disk,
             save_only=save_only,
             seed=seed,
-            weights=weights,
-            backend=backend.value,
-            precision=precision.value,
-            encoder=encoder.value,
+            encoder=encoder,
             crf=crf,
             preset=preset,
-            pixels=pixels.value,
         )
-        options.validate()
         with _Progress(enabled=not quiet) as progress:
-            result = run_render(options, overwrite=overwrite, progress=progress)
+            vis = Visualizer(spec, encoder=options.encoder, progress=progress)
+            result = vis.render(options, overwrite=overwrite)
     except KeyboardInterrupt:
         raise _fail("interrupted; no partial video was written", 130) from None
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, OSError) as exc:
@@ -361,38 +372,58 @@ def render(
 
 @app.command()
 def export(
-    resolution: Annotated[Resolution, typer.Option("--resolution")] = Resolution.r512,
+    resolution: Annotated[Resolution, typer.Option("--resolution")] = _RESOLUTION,
     weights: Annotated[
         str | None,
         typer.Option("--weights", help="biggan-deep-128/256/512, a local folder, or 'random'."),
     ] = None,
-    precision: Annotated[Precision, typer.Option("--precision")] = Precision.fp32,
-    batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size")] = 30,
-    scaling: Annotated[int, typer.Option("--scaling")] = 1,
-    pixels: Annotated[Pixels, typer.Option("--pixels")] = Pixels.stretch,
+    backend: Annotated[
+        Backend, typer.Option("--backend", help="The backend the graph is for.")
+    ] = _BACKEND,
+    precision: Annotated[Precision, typer.Option("--precision")] = _PRECISION,
+    batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size")] = _M.batch_size,
+    scaling: Annotated[int, typer.Option("--scaling")] = _M.scaling,
+    pixels: Annotated[Pixels, typer.Option("--pixels")] = _PIXELS,
     output: Annotated[
         Path | None, typer.Option("--output", help="Copy the ONNX graph here too.")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Export even if cached.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Export BigGAN-deep to ONNX (cached; needs the [export] extra)."""
-    from dmv_fast.models import ensure_onnx
+    """Export BigGAN-deep to ONNX for this machine's plan (cached; needs the export extra).
 
-    _setup_logging(verbose, False)
-    if precision is Precision.auto:
-        raise _fail("--precision must be fp32 or fp16 for export")
+    The graph is the one `dmv-fast render` with the same settings runs: `auto` is settled
+    as for a render (fp16 with YUV planes on a GPU, fp32 batch 4 on the CPU).
+    """
+    from dmv_fast.models import copy_onnx, ensure_onnx
+
+    _setup_logging(verbose, quiet)
     try:
-        with _Progress(enabled=True) as progress:
+        spec = plan.ModelSpec(
+            resolution=resolution,
+            weights=weights,
+            backend=backend,
+            precision=precision,
+            batch_size=batch_size,
+            scaling=scaling,
+            pixels=pixels,
+        )
+        resolved = plan.resolve(spec, encoder="x264", workers=1)
+        with _Progress(enabled=not quiet) as progress:
             path = ensure_onnx(
-                int(resolution.value),
-                weights,
-                precision.value,
-                batch_size,
-                scaling=scaling,
-                pixels=pixels.value,
-                output=output,
+                spec.resolution,
+                spec.weights,
+                resolved.precision,
+                resolved.batch_size,
+                scaling=spec.scaling,
+                pixels=spec.pixels,
+                pixel_format=resolved.pixel_format,
+                force=force,
                 progress=lambda done, total: progress("export", done, total),
             )
+        if output is not None:
+            path = copy_onnx(path, output)
     except (ValueError, RuntimeError, OSError) as exc:
         raise _fail(str(exc).splitlines()[0]) from None
     typer.echo(str(path))

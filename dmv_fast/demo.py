@@ -138,6 +138,7 @@ def run_demo(
 
     from dmv_fast.options import RenderOptions
     from dmv_fast.pipeline import render
+    from dmv_fast.plan import ModelSpec
 
     output = Path(output)
     song = output.with_name(output.stem + "-song.wav")
@@ -147,14 +148,16 @@ def run_demo(
         (logger.warning if weights == "random" else logger.info)(note)
     options = RenderOptions(
         song=str(song),
-        resolution=128,
         output_file=str(output),
         frame_length=frame_length,
-        weights=weights,
         seed=seed,
-        batch_size=8,
         classes=(1, 22, 94, 130, 309, 323, 327, 340, 388, 417, 980, 985),
     )
-    render(options, overwrite=True, progress=progress)
+    render(
+        options,
+        ModelSpec(resolution=128, weights=weights, batch_size=8),
+        overwrite=True,
+        progress=progress,
+    )
     sheet = contact_sheet(output, output.with_suffix(".png"))
     return output, sheet

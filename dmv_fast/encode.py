@@ -35,23 +35,11 @@ from typing import Any
 import av
 import numpy as np
 
+from dmv_fast.plan import CONTAINERS, ENCODERS, X264_PRESETS
+from dmv_fast.yuv import rgb_to_yuv420
+
 logger = logging.getLogger("dmv_fast")
 
-ENCODERS = ("auto", "x264", "nvenc")
-X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
-)
-#: Container format for each accepted output suffix.
-CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 #: Keyframe interval in frames (x264's default keyint; used for NVENC as well).
 GOP = 250
 #: AAC channel layouts used when the song's layout has no channel names.
@@ -155,27 +143,9 @@ def _probe_module(nvc: ModuleType) -> tuple[bool, str]:
 
 
 def rgb_to_nv12(frame: np.ndarray) -> np.ndarray:
-    """Convert one RGB frame to NV12, BT.601 limited range (what H.264 players assume).
-
-    Args:
-        frame: ``np.ndarray [shape=(H, W, 3)]`` uint8 RGB, H and W even.
-
-    Returns:
-        ``np.ndarray [shape=(H * 3 // 2, W)]`` uint8: the Y plane followed by interleaved
-        U, V at half resolution (each the mean of a 2x2 block).
-    """
-    h, w, _ = frame.shape
-    rgb = frame.astype(np.int32)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    out = np.empty((h * 3 // 2, w), np.uint8)
-    out[:h] = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
-    # Sum of each 2x2 block: chroma of the mean colour, four times the weight.
-    s = rgb[0::2, 0::2] + rgb[1::2, 0::2] + rgb[0::2, 1::2] + rgb[1::2, 1::2]
-    rs, gs, bs = s[..., 0], s[..., 1], s[..., 2]
-    uv = out[h:].reshape(h // 2, w // 2, 2)
-    uv[..., 0] = ((-38 * rs - 74 * gs + 112 * bs + 512) >> 10) + 128
-    uv[..., 1] = ((112 * rs - 94 * gs - 18 * bs + 512) >> 10) + 128
-    return out
+    """Convert one RGB frame ``[H, W, 3]`` to NV12 ``[H * 3 // 2, W]`` (BT.601 limited range,
+    the host reference :func:`dmv_fast.yuv.rgb_to_yuv420`, with U and V interleaved)."""
+    return yuv420p_to_nv12(rgb_to_yuv420(frame[None])[0])
 
 
 def yuv420p_to_nv12(frame: np.ndarray) -> np.ndarray:
@@ -219,38 +189,6 @@ def _has_idr(data: bytes) -> bool:
         start = i + 3
 
 
-class _DeviceNV12:
-    """One NV12 frame in GPU memory, presented per plane as PyNvVideoCodec asks.
-
-    Wraps any object with ``__cuda_array_interface__`` of shape ``(H * 3 // 2, W)`` uint8:
-    ``cuda()`` returns the luma plane ``(H, W, 1)`` and the interleaved chroma plane
-    ``(H / 2, W / 2, 2)`` as CUDA array interfaces over the same memory.
-    """
-
-    class _Plane:
-        def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], ptr: int):
-            self.__cuda_array_interface__ = {
-                "shape": shape,
-                "strides": strides,
-                "typestr": "|u1",
-                "data": (ptr, False),
-                "version": 3,
-            }
-
-    def __init__(self, frame: Any, width: int, height: int):
-        cai = frame.__cuda_array_interface__
-        pitch = cai["strides"][0] if cai.get("strides") else width
-        ptr = int(cai["data"][0])
-        self._owner = frame  # keeps the memory alive while the encoder reads it
-        self._planes = [
-            self._Plane((height, width, 1), (pitch, 1, 1), ptr),
-            self._Plane((height // 2, width // 2, 2), (pitch, 2, 1), ptr + pitch * height),
-        ]
-
-    def cuda(self) -> list[Any]:
-        return self._planes
-
-
 # ---------------------------------------------------------------------------------------
 # Video sinks: encode one frame at a time into the container
 
@@ -287,14 +225,11 @@ class _NvencVideo:
         height: int,
         fps: Fraction,
         cfg: EncoderConfig,
-        device_frames: bool,
     ):
         self._width, self._height = width, height
         # Created before the container gets a video stream, so that a failure here can
         # still fall back to libx264.
-        self._enc = nvc.CreateEncoder(
-            width, height, "NV12", not device_frames, **cfg.nvenc_options(fps)
-        )
+        self._enc = nvc.CreateEncoder(width, height, "NV12", True, **cfg.nvenc_options(fps))
         self._fps = fps
         # Constant: the muxer may change the stream's own time base when it writes the header.
         self._time_base = 1 / fps
@@ -314,10 +249,6 @@ class _NvencVideo:
     def encode(self, frame: np.ndarray, pixel_format: str = "rgb24") -> None:
         nv12 = rgb_to_nv12(frame) if pixel_format == "rgb24" else yuv420p_to_nv12(frame)
         self._push(self._enc.Encode(nv12))
-        self.frames += 1
-
-    def encode_device(self, frame: Any) -> None:
-        self._push(self._enc.Encode(_DeviceNV12(frame, self._width, self._height)))
         self.frames += 1
 
     def flush(self) -> None:
@@ -491,9 +422,6 @@ class VideoWriter:
         threads: x264 threads, 0 = automatic.
         audio_start: seconds of the song to skip before the first frame.
         overwrite: replace an existing ``path``; ``False`` raises FileExistsError.
-        device_frames: NVENC only: ``write`` receives GPU NV12 frames (objects with
-            ``__cuda_array_interface__``, shape ``(H * 3 // 2, W)`` uint8) instead of numpy
-            RGB.
         pixel_format: host frames given to ``write``: ``"rgb24"`` ``(B, H, W, 3)`` or
             ``"yuv420p"`` ``(B, H * 3 // 2, W)`` planes (BT.601 limited range, as made by
             :func:`dmv_fast.yuv.rgb_to_yuv420` or inside the generator graph), which skips
@@ -520,7 +448,6 @@ class VideoWriter:
         threads: int = 0,
         audio_start: float = 0.0,
         overwrite: bool = True,
-        device_frames: bool = False,
         pixel_format: str = "rgb24",
     ) -> None:
         self.path = Path(path)
@@ -551,7 +478,6 @@ class VideoWriter:
                 raise ValueError(f"audio file {str(self.audio)!r} does not exist")
             self._audio_plan = _plan_audio(self.audio)
         self._audio_start: float = float(audio_start)
-        self._device_frames: bool = bool(device_frames)
         self._requested: str = encoder
         self._config: EncoderConfig = EncoderConfig("x264", int(crf), preset, int(threads))
         self._nvc: ModuleType | None = None
@@ -564,8 +490,6 @@ class VideoWriter:
                 raise RuntimeError(f"NVENC is not available: {reason}")
             else:
                 logger.info("NVENC unavailable (%s); encoding with libx264", reason)
-        if self._device_frames and self._config.encoder != "nvenc":
-            raise ValueError("device_frames=True needs the NVENC encoder, which is not in use")
 
         self._tmp: Path | None = None
         self._container: Any = None
@@ -598,11 +522,9 @@ class VideoWriter:
         if self._config.encoder == "nvenc":
             assert self._nvc is not None
             try:
-                video = _NvencVideo(
-                    self._nvc, self.width, self.height, self.fps, self._config, self._device_frames
-                )
+                video = _NvencVideo(self._nvc, self.width, self.height, self.fps, self._config)
             except Exception as e:
-                if self._requested == "auto" and not self._device_frames:
+                if self._requested == "auto":
                     logger.info("NVENC unavailable (%s); encoding with libx264", e)
                     self._config = dataclasses.replace(self._config, encoder="x264")
                 else:
@@ -642,21 +564,16 @@ class VideoWriter:
         """Encode frames, and the song's audio up to the end of the last one.
 
         Args:
-            frames: ``np.ndarray [shape=(B, H, W, 3)]`` or ``[shape=(H, W, 3)]`` uint8 RGB.
-                With ``device_frames=True``: GPU NV12 frames, ``(B, H * 3 // 2, W)`` or
-                ``(H * 3 // 2, W)``, any object with ``__cuda_array_interface__`` that can be
-                indexed by frame.
+            frames: ``np.ndarray [shape=(B, H, W, 3)]`` or ``[shape=(H, W, 3)]`` uint8 RGB, or
+                ``[shape=(B, H * 3 // 2, W)]`` planes for ``pixel_format="yuv420p"``.
         """
         if self._state == "new":
             self.open()
         if self._state != "open":
             raise RuntimeError(f"VideoWriter for {str(self.path)!r} is {self._state}")
-        if self._device_frames:
-            self._write_device(frames)
-        else:
-            batch = self._check_frames(frames)
-            for frame in batch:
-                self._video.encode(frame, self.pixel_format)
+        batch = self._check_frames(frames)
+        for frame in batch:
+            self._video.encode(frame, self.pixel_format)
         if self._audio is not None:
             self._audio.feed(self._audio_samples(self.frames_written))
 
@@ -716,7 +633,7 @@ class VideoWriter:
 
     def _check_frames(self, frames: Any) -> np.ndarray:
         if hasattr(frames, "__cuda_array_interface__") and not isinstance(frames, np.ndarray):
-            raise ValueError("got GPU frames; pass device_frames=True (NVENC) or numpy arrays")
+            raise ValueError("got GPU frames; pass numpy arrays")
         arr = np.asarray(frames)
         if self.pixel_format == "yuv420p":
             plane = (self.height * 3 // 2, self.width)
@@ -738,23 +655,6 @@ class VideoWriter:
                 f" ({self.height}, {self.width}, 3); got {tuple(np.shape(frames))}"
             )
         return arr
-
-    def _write_device(self, frames: Any) -> None:
-        cai = getattr(frames, "__cuda_array_interface__", None)
-        if cai is None:
-            raise ValueError("device_frames=True: frames must have __cuda_array_interface__")
-        shape = tuple(cai["shape"])
-        plane = (self.height * 3 // 2, self.width)
-        if cai["typestr"] not in ("|u1", "<u1") or shape[-2:] != plane or len(shape) not in (2, 3):
-            raise ValueError(
-                f"device frames must be uint8 NV12 of shape (B, {plane[0]}, {plane[1]}) or"
-                f" {plane}; got {shape} {cai['typestr']}"
-            )
-        if len(shape) == 2:
-            self._video.encode_device(frames)
-        else:
-            for i in range(shape[0]):
-                self._video.encode_device(frames[i])
 
 
 def _check_size(value: Any, what: str) -> int:

@@ -32,7 +32,12 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from dmv_fast.plan import MAX_BATCH, MAX_SCALING, PIXEL_FORMATS, PIXELS, RESOLUTIONS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dmv_fast.plan import Plan
 
 logger = logging.getLogger("dmv_fast")
 
@@ -40,16 +45,13 @@ logger = logging.getLogger("dmv_fast")
 Progress = Callable[[int, int], None]
 
 ENV_CACHE = "DMV_FAST_CACHE"
-RESOLUTIONS = (128, 256, 512)
+#: Precisions an exported graph can have (``auto`` is settled by :func:`dmv_fast.plan.resolve`).
 PRECISIONS = ("fp32", "fp16")
-PIXELS = ("stretch", "fixed")
 WEIGHTS_NAME = "pytorch_model.bin"
 CONFIG_NAME = "config.json"
 SIDECAR_NAME = "dmv-fast.json"
 RANDOM = "random"
 RANDOM_SEED = 0
-MAX_BATCH = 4096
-MAX_SCALING = 8
 
 # Mirrors of the weights, tried in order; the first is pytorch-pretrained-biggan's own
 # archive. The architecture of each pretrained model is built in (the published configs), so
@@ -88,7 +90,7 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (a temporary file beside ``path``, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -281,7 +283,7 @@ def fetch_weights(name: str, *, progress: Progress | None = None, download: bool
             errors.append(f"{url}: {e}")
             continue
         entry = {"sha256": sha256_file(path), "size": path.stat().st_size, "url": url}
-        _write_json(
+        write_json(
             folder / SIDECAR_NAME,
             {"name": name, "files": {WEIGHTS_NAME: entry}, "fetched": time.time()},
         )
@@ -337,7 +339,7 @@ def _download(url: str, dest: Path, progress: Progress | None, timeout: float = 
 
 
 def check_export_args(
-    precision: str, batch_size: int, scaling: int, pixels: str
+    precision: str, batch_size: int, scaling: int, pixels: str, pixel_format: str = "rgb24"
 ) -> tuple[str, int, int, str]:
     """Validate the graph settings; returns them normalised (ValueError naming the bad one)."""
     if precision not in PRECISIONS:
@@ -356,6 +358,8 @@ def check_export_args(
         raise ValueError(f"scaling must be an integer in 1..{MAX_SCALING}, got {scaling!r}")
     if pixels not in PIXELS:
         raise ValueError(f"pixels must be one of {PIXELS}, got {pixels!r}")
+    if pixel_format not in PIXEL_FORMATS:
+        raise ValueError(f"pixel_format must be one of {PIXEL_FORMATS}, got {pixel_format!r}")
     return precision, batch_size, scaling, pixels
 
 
@@ -366,10 +370,20 @@ def exporter_version() -> str:
 
 
 def onnx_key(
-    source: WeightsSource, precision: str, batch_size: int, scaling: int, pixels: str
+    source: WeightsSource,
+    precision: str,
+    batch_size: int,
+    scaling: int,
+    pixels: str,
+    pixel_format: str = "rgb24",
 ) -> dict[str, Any]:
-    """Everything an exported graph depends on."""
+    """Everything an exported graph depends on.
+
+    ``pixel_format="yuv420p"``: the graph also outputs YUV 4:2:0 planes (made on the GPU for
+    the encoder), checked against the host conversion at export.
+    """
     return {
+        "pixel_format": pixel_format,
         "model": source.slug,
         "weights_sha256": source.sha256,
         "resolution": source.resolution,
@@ -386,7 +400,8 @@ def onnx_path(key: dict[str, Any]) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     name = (
         f"{key['model']}-{key['resolution']}-{key['precision']}-b{key['batch_size']}"
-        f"-x{key['scaling']}-{key['pixels']}-{digest}.onnx"
+        f"-x{key['scaling']}-{key['pixels']}{'-yuv' if key['pixel_format'] != 'rgb24' else ''}"
+        f"-{digest}.onnx"
     )
     return cache_dir() / "onnx" / name
 
@@ -434,8 +449,14 @@ def ensure_onnx(
     pixels: str = "stretch",
     output: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
+    *,
+    pixel_format: str = "rgb24",
+    force: bool = False,
 ) -> Path:
     """The exported generator graph for these settings, exported on first use.
+
+    This is the graph cache's one entry point: renders reach it through
+    :func:`ensure_graph`, ``dmv-fast export`` directly.
 
     The cache is checked first (by weights hash, precision, batch, scaling, pixels and
     exporter version; a damaged entry is rebuilt). Exporting needs the ``[export]`` extra.
@@ -449,6 +470,9 @@ def ensure_onnx(
         pixels: ``"stretch"`` or ``"fixed"``.
         output: also copy the graph (and its ``.json`` sidecar) here.
         progress: ``progress(done, total)``.
+        pixel_format: ``"rgb24"``, or ``"yuv420p"`` for a graph that also outputs the
+            encoder's YUV 4:2:0 planes.
+        force: export again even when an intact cached graph exists.
 
     Returns:
         Path of the ``.onnx`` file: ``output`` when given, else the cached file. The graph
@@ -460,20 +484,35 @@ def ensure_onnx(
         ValueError: bad settings or weights. RuntimeError: torch is needed and missing.
     """
     precision, batch_size, scaling, pixels = check_export_args(
-        precision, batch_size, scaling, pixels
+        precision, batch_size, scaling, pixels, pixel_format
     )
     source = resolve_weights(weights, resolution, progress=progress)
-    key = onnx_key(source, precision, batch_size, scaling, pixels)
-    path = cached_onnx(key)
+    key = onnx_key(source, precision, batch_size, scaling, pixels, pixel_format)
+    path = None if force else cached_onnx(key)
     if path is None:
         if not torch_available():
             raise RuntimeError(f"exporting the generator needs PyTorch: {_EXPORT_HINT}")
         from dmv_fast_export.export import export_source
 
-        path = export_source(source, precision, batch_size, scaling, pixels, progress=progress)
+        path = export_source(source, key, progress=progress)
     if output is None:
         return path
     return copy_onnx(path, output)
+
+
+def ensure_graph(plan: Plan, progress: Progress | None = None) -> Path:
+    """The cached graph a :class:`~dmv_fast.plan.Plan` runs (exported on first use)."""
+    spec = plan.spec
+    return ensure_onnx(
+        spec.resolution,
+        spec.weights,
+        plan.precision,
+        plan.batch_size,
+        scaling=spec.scaling,
+        pixels=spec.pixels,
+        progress=progress,
+        pixel_format=plan.pixel_format,
+    )
 
 
 def copy_onnx(path: Path, output: str | os.PathLike[str]) -> Path:

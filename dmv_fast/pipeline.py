@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from dmv_fast.models import ensure_graph
 from dmv_fast.options import RenderOptions
+from dmv_fast.plan import ModelSpec, Plan, resolve
 
 logger = logging.getLogger("dmv_fast")
 
@@ -31,10 +33,6 @@ logger = logging.getLogger("dmv_fast")
 ProgressCallback = Callable[[str, int, int], None]
 
 QUEUE_DEPTH = 3  # batches in flight between the generator and the encoder (>= 2)
-# On the CPU a larger batch buys no speed (the convolutions already fill the cores) while
-# ONNX Runtime's buffers grow with it: batch 30 peaks near 3 GB at 128 px, batch 4 under 1 GB
-# (benchmarks/results/e2e_cpu.md). So the CPU graph batch is capped; GPUs use --batch_size.
-CPU_BATCH_CAP = 4
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -43,7 +41,7 @@ def _no_progress(stage: str, done: int, total: int) -> None:
 
 @dataclass
 class RenderResult:
-    """What a render produced and what it used."""
+    """What a render produced and what it used (``plan``: :meth:`Plan.to_dict`, no ``auto``)."""
 
     output: Path
     frames: int
@@ -53,19 +51,8 @@ class RenderResult:
     record: Path
     providers: list[str]
     encoder: str
+    plan: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def runs_on_gpu(backend: str) -> bool:
-    """Whether ``backend`` will run the graph on a GPU provider (for ``auto``: one is installed)."""
-    if backend == "cpu":
-        return False
-    if backend in ("cuda", "tensorrt"):
-        return True
-    import onnxruntime as ort
-
-    gpu = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
-    return bool(gpu & set(ort.get_available_providers()))
 
 
 def frames_folder(output_file: str | os.PathLike[str]) -> Path:
@@ -89,117 +76,88 @@ def video_frame_count(n_feature_frames: int, options: RenderOptions) -> int:
     return max(1, wanted)
 
 
-def check_output(path: Path, overwrite: bool) -> None:
-    """Refuse an output we could not write, before any expensive work starts."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ValueError(f"output folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"output folder {str(folder)!r} is not writable")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} already exists (pass --overwrite to replace it)")
-    if path.is_dir():
-        raise ValueError(f"output {str(path)!r} is a folder, not a file")
-
-
 class Visualizer:
-    """Owns the generator (one ONNX Runtime session): build once, render many songs.
+    """Owns the resolved plan and the generator (one ONNX Runtime session): build once,
+    render many songs.
 
     Args:
-        resolution: BigGAN-deep resolution, 128, 256 or 512.
-        weights: ``None`` for the pretrained ``biggan-deep-<resolution>``, a local folder or
-            file in pytorch-pretrained-biggan's format, or ``"random"``.
-        backend: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
-        precision: ``"auto"`` (fp16 on a GPU provider, fp32 on the CPU), ``"fp32"``, ``"fp16"``.
-        batch_size: the graph's static batch size on a GPU; on the CPU it is capped at
-            ``CPU_BATCH_CAP`` (same speed, a fraction of the memory).
-        scaling: integer Lanczos upscaling done inside the graph.
-        pixels: ``"stretch"`` (the original's look) or ``"fixed"``.
+        model: a :class:`~dmv_fast.plan.ModelSpec`, an already resolved
+            :class:`~dmv_fast.plan.Plan`, or a resolution (then ``spec_fields`` are the
+            other :class:`ModelSpec` fields: ``weights``, ``backend``, ``precision``,
+            ``batch_size``, ``scaling``, ``pixels``).
+        encoder: ``"auto"``, ``"x264"`` or ``"nvenc"`` (settled in the plan).
+        workers: segment workers (None: the plan's choice).
+        threads: intra-op threads on the CPU (None: one per core).
+        progress: ``progress(stage, done, total)`` callback.
+
+    The plan is resolved here, once (:func:`dmv_fast.plan.resolve`): an explicit backend or
+    encoder the machine cannot run fails now, before any work. The session is built on first
+    use; if its providers contradict the plan, the plan is redone once as the CPU plan.
     """
 
     def __init__(
         self,
-        resolution: int = 512,
+        model: ModelSpec | Plan | int | None = None,
         *,
-        weights: str | None = None,
-        backend: str = "auto",
-        precision: str = "auto",
-        batch_size: int = 30,
-        scaling: int = 1,
-        pixels: str = "stretch",
+        encoder: str = "auto",
+        workers: int | None = None,
         threads: int | None = None,
         progress: ProgressCallback | None = None,
+        **spec_fields: Any,
     ) -> None:
-        self.resolution = resolution
-        self.weights = weights
-        self.backend = backend
-        self.precision = precision
-        self.batch_size = batch_size
-        self.scaling = scaling
-        self.pixels = pixels
+        if isinstance(model, Plan | ModelSpec) and spec_fields:
+            raise ValueError(
+                f"give either a ModelSpec/Plan or model fields, not both ({', '.join(spec_fields)})"
+            )
+        if isinstance(model, Plan):
+            plan = model
+        else:
+            if isinstance(model, ModelSpec):
+                spec = model
+            else:
+                fields: dict[str, Any] = dict(spec_fields)
+                if model is not None:
+                    fields["resolution"] = model
+                spec = ModelSpec(**fields)
+            plan = resolve(spec, encoder=encoder, workers=workers)
+        self.plan: Plan = plan
         self.threads = threads
         self._progress = progress or _no_progress
         self._generator: Any = None
+        for note in plan.notes:
+            logger.debug("plan: %s", note)
 
-    @classmethod
-    def from_options(
-        cls, options: RenderOptions, progress: ProgressCallback | None = None
-    ) -> Visualizer:
-        return cls(
-            options.resolution,
-            weights=options.weights,
-            backend=options.backend,
-            precision=options.precision,
-            batch_size=options.batch_size,
-            scaling=options.scaling,
-            pixels=options.pixels,
-            progress=progress,
-        )
-
-    def matches(self, options: RenderOptions) -> bool:
-        """Whether this visualizer's model serves ``options`` as they are."""
-        return (
-            self.resolution == options.resolution
-            and self.weights == options.weights
-            and self.backend == options.backend
-            and self.precision == options.precision
-            and self.batch_size == options.batch_size
-            and self.scaling == options.scaling
-            and self.pixels == options.pixels
-        )
+    @property
+    def spec(self) -> ModelSpec:
+        return self.plan.spec
 
     @property
     def generator(self) -> Any:
         """The :class:`dmv_fast.runtime.Generator`, exported and loaded on first use."""
         if self._generator is None:
-            from dmv_fast.models import ensure_onnx
-            from dmv_fast.runtime import Generator, resolve_precision
+            from dmv_fast.runtime import Generator
 
-            precision = resolve_precision(self.precision, self.backend)
-            batch = self.batch_size
-            if not runs_on_gpu(self.backend):
-                batch = min(batch, CPU_BATCH_CAP)
-            path = ensure_onnx(
-                self.resolution,
-                self.weights,
-                precision,
-                batch,
-                scaling=self.scaling,
-                pixels=self.pixels,
-                progress=lambda done, total: self._progress("export", done, total),
-            )
-            # On a GPU the graph also emits YUV 4:2:0 planes for the encoder (no CPU colour
-            # conversion left); on the CPU the conversion costs the same either way.
-            self._generator = Generator(
-                path, backend=self.backend, threads=self.threads, yuv420=runs_on_gpu(self.backend)
-            )
+            def build(plan: Plan) -> Any:
+                path = ensure_graph(
+                    plan, progress=lambda done, total: self._progress("export", done, total)
+                )
+                return Generator(path, plan=plan, threads=self.threads)
+
+            gen = build(self.plan)
+            if gen.plan.on_gpu != self.plan.on_gpu:  # the session fell to the CPU: redo once
+                gen = build(gen.plan)
+            self.plan = gen.plan
+            self._generator = gen
         return self._generator
 
     @property
+    def batch_size(self) -> int:
+        return self.plan.batch_size
+
+    @property
     def encoder_format(self) -> str:
-        """The pixel format the render path hands the encoder: ``yuv420p`` when the graph
-        makes the planes (GPU), else ``rgb24``."""
-        return "yuv420p" if self.generator.yuv420 else "rgb24"
+        """The pixel format the render path hands the encoder (the plan's)."""
+        return self.plan.pixel_format
 
     def frames(
         self,
@@ -214,8 +172,7 @@ class Visualizer:
             noise: ``np.ndarray [shape=(n_frames, 128)]`` float32 noise vectors.
             class_vectors: ``np.ndarray [shape=(n_frames, 1000)]`` float32 class vectors.
             truncation: BigGAN truncation in (0, 1].
-            pixel_format: ``"rgb24"``, or ``"yuv420p"`` when :attr:`encoder_format` says the
-                graph makes the planes.
+            pixel_format: ``"rgb24"``, or ``"yuv420p"`` when the plan's pixel format is.
 
         Yields:
             ``np.ndarray [shape=(b, H, W, 3)]`` uint8 RGB batches (``b <= batch_size``), or
@@ -231,6 +188,13 @@ class Visualizer:
                 pixel_format=pixel_format,
             )
 
+    def plan_for(self, options: RenderOptions) -> Plan:
+        """The plan with the render's encoder settled (the Visualizer's own for ``auto``)."""
+        if options.encoder in ("auto", self.plan.encoder):
+            return self.plan
+        resolved = resolve(self.plan.spec, encoder=options.encoder, workers=self.plan.workers)
+        return dataclasses.replace(self.plan, encoder=resolved.encoder)
+
     def render(self, options: RenderOptions, *, overwrite: bool = False) -> RenderResult:
         """Render ``options.song`` into ``options.output_file``; see :func:`render`."""
         return _render(self, options, overwrite=overwrite, progress=self._progress)
@@ -238,6 +202,7 @@ class Visualizer:
 
 def render(
     options: RenderOptions,
+    model: ModelSpec | None = None,
     *,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
@@ -245,34 +210,49 @@ def render(
 ) -> RenderResult:
     """Render a song into an MP4 with its own audio.
 
-    Everything that can be checked cheaply (options, song, output folder) is checked before
-    the analysis starts. The MP4 is written to a temporary file beside the destination and
-    renamed at the end, so a failure or an interrupt never leaves a truncated video.
+    Everything that can be checked cheaply (options, plan, song, output folder) is checked
+    before the analysis starts. The MP4 is written to a temporary file beside the destination
+    and renamed at the end, so a failure or an interrupt never leaves a truncated video.
 
     Args:
-        options: validated or not; validated here.
+        options: the per-render settings.
+        model: the model settings (default: ``ModelSpec()``, pretrained 512 px); ignored
+            when ``visualizer`` is given, which must then have the same spec.
         overwrite: replace an existing output file.
         progress: ``progress(stage, done, total)`` callback.
-        visualizer: reuse a model session across renders (must match ``options``).
+        visualizer: reuse a model session across renders.
+
+    Raises:
+        ValueError: a bad setting, song or output; a ``visualizer`` whose model differs from
+            ``model``.
     """
-    if visualizer is None or not visualizer.matches(options):
-        visualizer = Visualizer.from_options(options, progress=progress)
+    if visualizer is None:
+        visualizer = Visualizer(
+            model if model is not None else ModelSpec(),
+            encoder=options.encoder,
+            progress=progress,
+        )
+    elif model is not None and model != visualizer.spec:
+        raise ValueError(
+            f"the visualizer's model ({visualizer.spec}) is not the one asked for ({model}); "
+            "pass one or the other"
+        )
     return _render(visualizer, options, overwrite=overwrite, progress=progress or _no_progress)
 
 
 def _render(
     vis: Visualizer, options: RenderOptions, *, overwrite: bool, progress: ProgressCallback
 ) -> RenderResult:
-    from dmv_fast.audio import analyze, probe_audio
+    from dmv_fast.audio import analyze
     from dmv_fast.frames import FrameStore
+    from dmv_fast.preflight import preflight
     from dmv_fast.record import read_record, write_record
     from dmv_fast.trajectory import compute_vectors
 
-    options.validate()
+    plan = vis.plan_for(options)
+    preflight(options, overwrite=overwrite)  # song and output, before any analysis
     output = Path(options.output_file)
-    check_output(output, overwrite)
     song = Path(options.song)
-    probe_audio(song)  # unreadable or empty songs fail here, before any analysis
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -282,6 +262,7 @@ def _render(
     timings["analysis"] = time.perf_counter() - t0
 
     folder = frames_folder(output)
+    recorded = None
     if options.use_disk or options.save_only:
         # A rerun without --seed adopts the seed of the frames already on disk.
         recorded = FrameStore.read_manifest(folder)
@@ -297,22 +278,28 @@ def _render(
             previous_classes = read_record(output, options, features).classes
         vectors = compute_vectors(features, options, seed=options.seed, classes=previous_classes)
     timings["vectors"] = time.perf_counter() - t0
+    providers: list[str] = []
     n_frames = video_frame_count(features.n_frames, options)
     noise = np.ascontiguousarray(vectors.noise[:n_frames], dtype=np.float32)
     class_vectors = np.ascontiguousarray(vectors.class_vectors[:n_frames], dtype=np.float32)
 
+    if not options.save_only:  # export and load the graph: the session settles the plan
+        providers = list(vis.generator.providers)
+        plan = dataclasses.replace(vis.plan, encoder=plan.encoder)
     store = None
     if options.use_disk or options.save_only:
-        manifest = _frames_manifest(options, song, vectors.seed, noise, class_vectors)
+        manifest = _frames_manifest(options, plan, song, vectors.seed, noise, class_vectors)
+        if options.save_only and recorded is not None and "precision" in recorded:
+            # -s makes no frames: the precision is whatever made the frames on disk.
+            manifest["precision"] = recorded["precision"]
         store = FrameStore.open(folder, manifest, create=not options.save_only)
 
     t0 = time.perf_counter()
-    providers: list[str] = []
     if store is None:
-        providers = list(vis.generator.providers)
-        fmt = vis.encoder_format
+        fmt = plan.pixel_format
         encoder = _encode(
             vis.frames(noise, class_vectors, options.truncation, pixel_format=fmt),
+            plan,
             options,
             n_frames,
             output,
@@ -323,7 +310,6 @@ def _render(
         )
     else:
         if not options.save_only:  # -s: FrameStore.open has checked every frame is there
-            providers = list(vis.generator.providers)
             start = store.complete_frames()
             if start:
                 logger.info("resuming from frame %d of %d in %s", start, n_frames, folder)
@@ -338,6 +324,7 @@ def _render(
             t0 = time.perf_counter()
         encoder = _encode(
             store.iter_batches(0, n_frames, vis.batch_size),
+            plan,
             options,
             n_frames,
             output,
@@ -346,7 +333,7 @@ def _render(
         )
     timings["render" if store is None else "encode"] = time.perf_counter() - t0
 
-    record = write_record(output, vectors, options, features)
+    record = write_record(output, vectors, options, features, plan=plan.to_dict())
     return RenderResult(
         output=output,
         frames=n_frames,
@@ -356,12 +343,18 @@ def _render(
         record=Path(record) if record is not None else output.with_suffix(".dmv.npz"),
         providers=providers,
         encoder=encoder,
+        plan=plan.to_dict(),
         timings=timings,
     )
 
 
 def _frames_manifest(
-    options: RenderOptions, song: Path, seed: int, noise: np.ndarray, class_vectors: np.ndarray
+    options: RenderOptions,
+    plan: Plan,
+    song: Path,
+    seed: int,
+    noise: np.ndarray,
+    class_vectors: np.ndarray,
 ) -> dict[str, Any]:
     """The settings that decide the pixels of a frames folder (for -d resume and -s)."""
     digest = hashlib.sha256()
@@ -372,12 +365,12 @@ def _frames_manifest(
         "song": song.name,
         "song_size": st.st_size,
         "frame_length": options.frame_length,
-        "resolution": options.resolution,
-        "scaling": options.scaling,
+        "resolution": plan.spec.resolution,
+        "scaling": plan.spec.scaling,
         "truncation": options.truncation,
-        "weights": options.weights or f"biggan-deep-{options.resolution}",
-        "precision": options.precision,
-        "pixels": options.pixels,
+        "weights": plan.spec.weights_name,
+        "precision": plan.precision,
+        "pixels": plan.spec.pixels,
         "seed": seed,
         "frames": len(noise),
         "vectors_sha256": digest.hexdigest(),
@@ -450,6 +443,7 @@ def _run_overlapped(
 
 def _encode(
     batches: Iterator[np.ndarray],
+    plan: Plan,
     options: RenderOptions,
     n_frames: int,
     output: Path,
@@ -479,7 +473,7 @@ def _encode(
         height,
         options.fps,
         audio=options.song,
-        encoder=options.encoder,
+        encoder=plan.encoder,
         crf=options.crf,
         preset=options.preset,
         overwrite=overwrite,

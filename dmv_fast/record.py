@@ -63,6 +63,8 @@ def write_record(
     vectors: Vectors,
     options: RenderOptions,
     features: AudioFeatures,
+    *,
+    plan: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``NAME.dmv.npz`` and ``NAME.dmv.json`` beside ``output_file``, each atomically.
 
@@ -71,6 +73,7 @@ def write_record(
         vectors: the whole song's vectors (``F = features.n_frames`` rows).
         options: the run's settings, all recorded.
         features: the song's features (its length and frame length identify it).
+        plan: the resolved plan the frames were made with (:meth:`Plan.to_dict`).
 
     Returns:
         The path of the ``.npz`` file.
@@ -108,6 +111,7 @@ def write_record(
             for j, c in enumerate(vectors.classes)
         ],
         "settings": settings,
+        "plan": plan,
     }
 
     def write_npz(f: Any) -> None:

@@ -21,45 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from dmv_fast.plan import CPU, CUDA, GPU_PROVIDERS, TENSORRT, ModelSpec, Plan, resolve, settle
 from dmv_fast.truncation import bn_inputs
 
 logger = logging.getLogger("dmv_fast")
 
-BACKENDS = ("auto", "cpu", "cuda", "tensorrt")
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-TENSORRT = "TensorrtExecutionProvider"
-GPU_PROVIDERS = (TENSORRT, CUDA)
-
 NOISE_DIM = 128
 N_CLASSES = 1000
 _INPUTS = ("noise", "classes", "bn_idx", "bn_w")
-
-_GPU_HINT = "install the GPU build: pip uninstall onnxruntime && pip install 'dmv-fast[gpu]'"
-_CUDA_LIBS = (
-    "no usable NVIDIA GPU and driver, or the CUDA runtime and cuDNN 9 libraries that "
-    "onnxruntime-gpu {version} was built for are not on the library path (LD_LIBRARY_PATH, or "
-    "the nvidia-* pip packages loaded with onnxruntime.preload_dlls())"
-)
-_TRT_LIBS = (
-    "the TensorRT libraries (libnvinfer, TensorRT 10) were not found on the library path, "
-    "or the GPU and CUDA provider themselves did not load"
-)
-
-
-def resolve_precision(precision: str, backend: str) -> str:
-    """``"auto"`` precision: fp16 where a GPU provider will run the graph, else fp32."""
-    if precision in ("fp32", "fp16"):
-        return precision
-    if precision != "auto":
-        raise ValueError(f"precision must be 'auto', 'fp32' or 'fp16', got {precision!r}")
-    if backend == "cpu":
-        return "fp32"
-    if backend in ("cuda", "tensorrt"):
-        return "fp16"
-    import onnxruntime as ort
-
-    return "fp16" if set(GPU_PROVIDERS) & set(ort.get_available_providers()) else "fp32"
 
 
 def _check_batch(x: Any, width: int, name: str) -> np.ndarray:
@@ -81,18 +50,22 @@ class Generator:
     Args:
         model: path of an exported ``.onnx`` graph, or a pretrained name
             (``"biggan-deep-128"``...; exported on first use, see
-            :func:`dmv_fast.models.ensure_onnx`).
-        backend: ``"auto"`` (TensorRT ▸ CUDA ▸ CPU), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
+            :func:`dmv_fast.models.ensure_graph`).
+        backend: ``"auto"`` (TensorRT ▸ CUDA ▸ CPU), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``;
+            ignored when ``plan`` is given.
+        plan: the resolved :class:`~dmv_fast.plan.Plan` to run (its providers and precision).
         threads: intra-op threads on the CPU (None: ONNX Runtime's default, one per core).
-        batch_size, precision, scaling, pixels: graph settings when ``model`` is a name
-            (``precision="auto"``: fp16 on a GPU provider, fp32 on the CPU).
+        batch_size, precision, scaling, pixels: graph settings when ``model`` is a name.
         device_id: CUDA device.
         cuda_graph: capture the run in a CUDA graph (CUDA/TensorRT providers; every node must
             run on the GPU).
         provider_options: extra options merged into the GPU provider's options.
-        yuv420: also make planar YUV 4:2:0 frames inside the graph (see
-            :mod:`dmv_fast.yuv`), so that ``generate(..., pixel_format="yuv420p")`` hands the
-            encoder ready planes and no colour conversion is left for the CPU.
+
+    A graph exported for a ``yuv420p`` plan also makes planar YUV 4:2:0 frames, so that
+    ``generate(..., pixel_format="yuv420p")`` hands the encoder ready planes.
+
+    After the session is built, the providers that loaded are checked against the plan
+    (:func:`dmv_fast.plan.settle`): :attr:`plan` is the plan that really runs.
 
     Raises:
         ValueError: bad backend or model. RuntimeError: an explicitly requested GPU backend
@@ -104,6 +77,7 @@ class Generator:
         model: str | os.PathLike[str],
         backend: str = "auto",
         *,
+        plan: Plan | None = None,
         threads: int | None = None,
         batch_size: int = 30,
         precision: str = "auto",
@@ -112,10 +86,7 @@ class Generator:
         device_id: int = 0,
         cuda_graph: bool = False,
         provider_options: dict[str, Any] | None = None,
-        yuv420: bool = False,
     ) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                     or threads < 1):  # fmt: skip
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
@@ -123,14 +94,18 @@ class Generator:
 
         text = os.fspath(model)
         if text in models.PRETRAINED:
-            path = models.ensure_onnx(
-                models.PRETRAINED[text],
-                text,
-                resolve_precision(precision, backend),
-                batch_size,
-                scaling=scaling,
-                pixels=pixels,
-            )
+            if plan is None:
+                spec = ModelSpec(
+                    models.PRETRAINED[text],
+                    text,
+                    backend,
+                    precision,
+                    batch_size,
+                    scaling,
+                    pixels,
+                )
+                plan = resolve(spec, encoder="x264", workers=1)
+            path = models.ensure_graph(plan)
         else:
             path = Path(text).expanduser()
             if not path.is_file():
@@ -138,12 +113,17 @@ class Generator:
                     f"model {text!r} is neither an .onnx file nor one of "
                     f"{', '.join(models.PRETRAINED)}"
                 )
+            if plan is None:
+                spec = ModelSpec(backend=backend, precision=_graph_precision(path))
+                plan = resolve(spec, encoder="x264", workers=1)
         self.model_path = Path(path)
-        self.yuv420 = bool(yuv420)
-        self.backend = backend
         self.device_id = device_id
         self._lock = threading.Lock()
-        self._session = self._create_session(threads, cuda_graph, provider_options or {})
+        self._session = self._create_session(plan, threads, cuda_graph, provider_options or {})
+        self.plan: Plan = settle(plan, self._session.get_providers())
+        if self.plan.warning:
+            logger.warning("%s", self.plan.warning)
+        self.backend = self.plan.backend
         self._describe()
         self._io = None
         if self.providers[0] in GPU_PROVIDERS:
@@ -151,27 +131,10 @@ class Generator:
 
     # -- session --------------------------------------------------------------------------
 
-    def _requested(
-        self, available: list[str], precision: str, cuda_graph: bool, extra: dict[str, Any]
-    ) -> list[Any]:
-        import onnxruntime as ort
-
+    def _requested(self, plan: Plan, cuda_graph: bool, extra: dict[str, Any]) -> list[Any]:
         from dmv_fast.models import cache_dir
 
-        if self.backend in ("cuda", "tensorrt"):
-            wanted = TENSORRT if self.backend == "tensorrt" else CUDA
-            if wanted not in available:
-                raise RuntimeError(
-                    f"backend {self.backend!r} needs onnxruntime-gpu, but the installed "
-                    f"onnxruntime {ort.__version__} offers only {', '.join(available)}: "
-                    f"{_GPU_HINT}"
-                )
-        names = {
-            "auto": [p for p in (TENSORRT, CUDA) if p in available] + [CPU],
-            "cpu": [CPU],
-            "cuda": [CUDA, CPU],
-            "tensorrt": [TENSORRT, CUDA, CPU],
-        }[self.backend]
+        names = list(plan.providers)
         trt_cache = cache_dir() / "tensorrt"
         providers: list[Any] = []
         for name in names:
@@ -179,7 +142,7 @@ class Generator:
                 trt_cache.mkdir(parents=True, exist_ok=True)
                 options = {
                     "device_id": self.device_id,
-                    "trt_fp16_enable": precision == "fp16",
+                    "trt_fp16_enable": plan.precision == "fp16",
                     "trt_engine_cache_enable": True,
                     "trt_engine_cache_path": str(trt_cache),
                     "trt_timing_cache_enable": True,
@@ -203,7 +166,9 @@ class Generator:
                 providers.append(name)
         return providers
 
-    def _create_session(self, threads: int | None, cuda_graph: bool, extra: dict[str, Any]):
+    def _create_session(
+        self, plan: Plan, threads: int | None, cuda_graph: bool, extra: dict[str, Any]
+    ) -> Any:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -212,92 +177,27 @@ class Generator:
         options.intra_op_num_threads = threads or 0
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only, for this session (no global setting)
-        available = list(ort.get_available_providers())
-        precision = self._graph_precision(available)
-        requested = self._requested(available, precision, cuda_graph, extra)
+        requested = self._requested(plan, cuda_graph, extra)
         if requested == [CPU]:
             # The memory pattern preallocates every intermediate buffer of the batch at once:
             # on the CPU it costs a fifth of the process's peak and gains no speed (128 px,
             # batch 4: 596 vs 733 MiB, 22.9 vs 21.8 frames/s).
             options.enable_mem_pattern = False
         try:
-            source: Any = os.fspath(self.model_path)
-            if self.yuv420:
-                import onnx
-
-                from dmv_fast.yuv import append_yuv420
-
-                source = append_yuv420(onnx.load(source), keep_rgb=True).SerializeToString()
-            session = ort.InferenceSession(source, options, providers=requested)
+            return ort.InferenceSession(os.fspath(self.model_path), options, providers=requested)
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RuntimeError(
                 f"ONNX Runtime could not load {self.model_path.name}: {first}"
             ) from e
-        loaded = list(session.get_providers())
-        wanted = [p if isinstance(p, str) else p[0] for p in requested]
-        self._check_loaded(wanted, loaded, available, ort.__version__)
-        return session
-
-    def _check_loaded(
-        self, wanted: list[str], loaded: list[str], available: list[str], version: str
-    ) -> None:
-        def reason(provider: str) -> str:
-            if provider == CUDA:
-                return _CUDA_LIBS.format(version=version)
-            return _TRT_LIBS
-
-        if self.backend in ("cuda", "tensorrt"):
-            primary = wanted[0]
-            if primary not in loaded:
-                label = "CUDA" if primary == CUDA else "TensorRT"
-                raise RuntimeError(
-                    f"the {label} execution provider did not load ({reason(primary)}); "
-                    f"loaded: {', '.join(loaded)}"
-                )
-            return
-        if self.backend == "auto" and loaded[0] not in GPU_PROVIDERS:
-            gpu_offered = [p for p in available if p in GPU_PROVIDERS]
-            if not gpu_offered:
-                why = (
-                    f"the installed onnxruntime {version} has no GPU provider ({_GPU_HINT} "
-                    "on a GPU machine)"
-                )
-            else:
-                why = f"{', '.join(gpu_offered)} did not load: {reason(gpu_offered[-1])}"
-            logger.warning("generator runs on the CPU: %s", why)
-        elif self.backend == "auto" and wanted[0] not in loaded:
-            logger.warning(
-                "generator runs on %s: %s did not load (%s)",
-                loaded[0],
-                wanted[0],
-                reason(wanted[0]),
-            )
-
-    def _graph_precision(self, available: list[str]) -> str:
-        """The graph's precision, needed before the session exists only for TensorRT."""
-        if self.backend == "cpu" or self.backend == "cuda" or TENSORRT not in available:
-            return "fp32"
-        from dmv_fast.models import onnx_record
-
-        record = onnx_record(self.model_path)
-        if record and isinstance(record.get("key"), dict):
-            return str(record["key"].get("precision", "fp32"))
-        import onnx
-
-        try:
-            model = onnx.load(os.fspath(self.model_path), load_external_data=False)
-        except Exception as e:  # a damaged file: protobuf raises DecodeError and others
-            raise RuntimeError(f"{self.model_path} is not a readable ONNX model: {e}") from e
-        meta = {p.key: p.value for p in model.metadata_props}
-        return meta.get("dmv_fast.precision", "fp32")
 
     def _describe(self) -> None:
         session = self._session
         inputs = {i.name: i for i in session.get_inputs()}
         missing = [n for n in _INPUTS if n not in inputs]
         outputs = session.get_outputs()
-        if missing or len(outputs) != 1 + self.yuv420:
+        self.yuv420 = len(outputs) == 2
+        if missing or len(outputs) not in (1, 2):
             raise ValueError(
                 f"{self.model_path.name} is not a dmv-fast generator graph "
                 f"(missing inputs {missing}, {len(outputs)} outputs)"
@@ -365,8 +265,8 @@ class Generator:
             noise: ``np.ndarray [shape=(B, 128)]`` float noise vectors (finite).
             classes: ``np.ndarray [shape=(B, 1000)]`` float class vectors (finite).
             truncation: BigGAN truncation in (0, 1].
-            pixel_format: ``"rgb24"``, or ``"yuv420p"`` on a generator made with
-                ``yuv420=True``.
+            pixel_format: ``"rgb24"``, or ``"yuv420p"`` on a graph exported for a ``yuv420p``
+                plan.
 
         Returns:
             ``np.ndarray [shape=(B, H, W, 3)]`` uint8 RGB frames, ``H = W = resolution``;
@@ -410,3 +310,20 @@ class Generator:
             f"resolution={self.resolution}, batch_size={self.batch_size}, "
             f"precision={self.precision!r})"
         )
+
+
+def _graph_precision(path: Path) -> str:
+    """The precision an exported graph records (its sidecar, else its metadata)."""
+    from dmv_fast.models import onnx_record
+
+    record = onnx_record(path)
+    if record and isinstance(record.get("key"), dict):
+        return str(record["key"].get("precision", "fp32"))
+    import onnx
+
+    try:
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except Exception:  # a damaged file: the session reports it when it loads
+        return "fp32"
+    meta = {p.key: p.value for p in model.metadata_props}
+    return meta.get("dmv_fast.precision", "fp32")

@@ -485,7 +485,6 @@ def compute_vectors(
     Returns:
         :class:`Vectors` with ``F = features.n_frames`` rows.
     """
-    options.validate_analysis()
     if features.frame_length != options.frame_length:
         raise ValueError(
             f"features were computed with frame_length {features.frame_length}, "

@@ -67,6 +67,17 @@ def write_tiny_folder(folder: Path, seed: int = 3, **overrides):
     return model
 
 
+def write_narrow_folder(folder: Path, seed: int = 3) -> Path:
+    """BigGAN-deep-128's real layout at 4 channels wide, saved in pytorch-pretrained-biggan's
+    format: what end-to-end tests render with."""
+    from dmv_fast_export.weights import random_model, save_pretrained, standard_config
+
+    config = standard_config(128)
+    config.channel_width = 4
+    save_pretrained(random_model(config, seed=seed), folder)
+    return folder
+
+
 def inputs(batch: int, seed: int = 7, truncation: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Noise like the trajectories make it (|z| <= 2T) and class mixtures (sum <= 1)."""
     rng = np.random.default_rng(seed)

@@ -6,60 +6,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+from _media import write_song
 
 DATA = Path(__file__).parent / "data"
-
-# I - vi - IV - V in C: MIDI root and chord intervals.
-_CHORDS = [(60, (0, 4, 7)), (57, (0, 3, 7)), (53, (0, 4, 7)), (55, (0, 4, 7))]
-
-
-def _hz(midi: float) -> float:
-    return 440.0 * 2.0 ** ((midi - 69) / 12)
-
-
-def synth_music(
-    seconds: float = 3.0, rate: int = 22050, channels: int = 1, seed: int = 0
-) -> np.ndarray:
-    """Chords, bass, kick, snare, hats and a little noise at 120 bpm.
-
-    Returns:
-        ``np.ndarray [shape=(n_samples, channels)]`` float32 in [-1, 1].
-    """
-    rng = np.random.default_rng(seed)
-    n = max(1, int(round(seconds * rate)))
-    t = np.arange(n) / rate
-    y = np.zeros(n)
-    beat = 0.5
-    for b, start in enumerate(np.arange(0.0, seconds, 2 * beat)):
-        root, intervals = _CHORDS[b % len(_CHORDS)]
-        i0, i1 = int(start * rate), min(n, int((start + 2 * beat) * rate))
-        local = t[i0:i1] - start
-        env = np.minimum(local / 0.02, 1.0) * np.exp(-1.5 * local)
-        for iv in intervals:
-            f = _hz(root + iv)
-            y[i0:i1] += (
-                0.1 * env * (np.sin(2 * np.pi * f * local) + 0.3 * np.sin(4 * np.pi * f * local))
-            )
-        y[i0:i1] += 0.2 * env * np.sin(2 * np.pi * _hz(root - 24) * local)
-    for k, start in enumerate(np.arange(0.0, seconds, beat / 2)):
-        i0 = int(start * rate)
-        m = min(n - i0, int(0.15 * rate))
-        local = np.arange(m) / rate
-        if k % 4 == 0:  # kick: a falling sine
-            y[i0 : i0 + m] += (
-                0.5
-                * np.sin(2 * np.pi * (55 * local + 3 * (1 - np.exp(-30 * local))))
-                * np.exp(-20 * local)
-            )
-        elif k % 4 == 2:  # snare: noise burst
-            y[i0 : i0 + m] += 0.25 * rng.standard_normal(m) * np.exp(-25 * local)
-        y[i0 : i0 + m] += 0.05 * rng.standard_normal(m) * np.exp(-90 * local)  # hat
-    y += 0.003 * rng.standard_normal(n)
-    out = np.stack([y * (1 - 0.2 * c) for c in range(channels)], axis=1)
-    return np.clip(out, -1, 1).astype(np.float32)
 
 
 @pytest.fixture
@@ -78,9 +28,7 @@ def make_song(tmp_path: Path) -> Callable[..., Path]:
         seed: int = 0,
         **kwargs,
     ) -> Path:
-        path = tmp_path / name
-        sf.write(path, synth_music(seconds, rate, channels, seed), rate, **kwargs)
-        return path
+        return write_song(tmp_path / name, seconds, rate, channels, seed=seed, **kwargs)
 
     return make
 
@@ -95,6 +43,16 @@ def song_wav(make_song: Callable[..., Path]) -> Path:
 def real_song() -> Path:
     """8.9 s of real CC0 music jingles (Ogg Vorbis, 44100 Hz mono); see tests/data/README.md."""
     return DATA / "kenney_jingles.ogg"
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A local weights folder (pytorch_model.bin + config.json) of a BigGAN-deep-128 of the
+    real layout but 4 channels wide: renders of real exported graphs in seconds."""
+    pytest.importorskip("torch")
+    from _models import write_narrow_folder
+
+    return write_narrow_folder(tmp_path_factory.mktemp("tiny-biggan"))
 
 
 @pytest.fixture(autouse=True)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import soundfile as sf
 from typer.testing import CliRunner
 
 import dmv_fast
@@ -18,11 +16,8 @@ def invoke(*args: str):
 
 
 @pytest.fixture
-def song(tmp_path):
-    path = tmp_path / "song.wav"
-    t = np.arange(22050 * 2) / 22050
-    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 22050)
-    return path
+def song(make_song):
+    return make_song("song.wav", seconds=2.0)
 
 
 def test_version():

@@ -9,7 +9,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from _media import FakeCudaArray, fake_pynvvideocodec, gradient_frames, probe, write_song
+from _media import fake_pynvvideocodec, gradient_frames, probe, write_song
 
 from dmv_fast import encode
 from dmv_fast.encode import VideoWriter, probe_nvenc, rgb_to_nv12
@@ -45,7 +45,7 @@ def _leftovers(folder):
 )
 def test_rate_frames_and_audio_track(tmp_path, frame_length, rate, channels):
     fps = Fraction(22050, frame_length)
-    song = write_song(tmp_path / "song.wav", float(N / fps) + 0.7, rate, channels)
+    song = write_song(tmp_path / "song.wav", float(N / fps) + 0.7, rate, channels, tones=True)
     frames = gradient_frames(N)
     out = tmp_path / "out.mp4"
     w = _write(out, frames, fps, song, encoder="x264")
@@ -65,7 +65,7 @@ def test_rate_frames_and_audio_track(tmp_path, frame_length, rate, channels):
 
 
 def test_surround_audio_keeps_its_channels(tmp_path):
-    song = write_song(tmp_path / "song.wav", 2.0, 48000, channels=6)
+    song = write_song(tmp_path / "song.wav", 2.0, 48000, channels=6, tones=True)
     out = tmp_path / "out.mp4"
     _write(out, gradient_frames(N), Fraction(22050, 512), song, encoder="x264")
     p = probe(out)
@@ -74,7 +74,7 @@ def test_surround_audio_keeps_its_channels(tmp_path):
 
 def test_audio_shorter_than_video_just_ends(tmp_path):
     fps = Fraction(22050, 512)
-    song = write_song(tmp_path / "short.wav", 0.3, 44100, 2)
+    song = write_song(tmp_path / "short.wav", 0.3, 44100, 2, tones=True)
     out = tmp_path / "out.mp4"
     _write(out, gradient_frames(N), fps, song, encoder="x264")
     p = probe(out)
@@ -84,7 +84,7 @@ def test_audio_shorter_than_video_just_ends(tmp_path):
 
 def test_audio_start_skips_the_song_head(tmp_path):
     fps = Fraction(22050, 512)
-    song = write_song(tmp_path / "song.wav", 1.5, 8000, 1)
+    song = write_song(tmp_path / "song.wav", 1.5, 8000, 1, tones=True)
     out = tmp_path / "out.mp4"
     _write(out, gradient_frames(N), fps, song, encoder="x264", audio_start=1.0)
     p = probe(out)
@@ -104,7 +104,7 @@ def test_video_without_audio_and_single_frames(tmp_path):
 
 @pytest.mark.parametrize("interrupt", [RuntimeError("generator failed"), KeyboardInterrupt()])
 def test_failure_leaves_no_file_and_keeps_the_old_one(tmp_path, interrupt):
-    song = write_song(tmp_path / "song.wav", 2.0)
+    song = write_song(tmp_path / "song.wav", 2.0, tones=True)
     out = tmp_path / "out.mp4"
     out.write_bytes(b"previous render")
     with (
@@ -214,7 +214,7 @@ def test_auto_uses_nvenc_when_the_probe_succeeds(tmp_path, monkeypatch, output):
     monkeypatch.setattr(encode, "GOP", 8)
     assert probe_nvenc()[0]
     fps = Fraction(22050, 1024)
-    song = write_song(tmp_path / "song.wav", 3.0, 44100, 2)
+    song = write_song(tmp_path / "song.wav", 3.0, 44100, 2, tones=True)
     frames = gradient_frames(N)
     out = tmp_path / "out.mp4"
     w = _write(out, frames, fps, song, encoder="auto")
@@ -231,25 +231,6 @@ def test_auto_uses_nvenc_when_the_probe_succeeds(tmp_path, monkeypatch, output):
     assert p.video_start == 0 and abs(p.video_duration - float(N / fps)) < 1e-6
     assert p.audio_codec == "aac" and abs(p.audio_duration - p.video_duration) < float(1 / fps)
     assert np.abs(p.decoded.astype(int) - frames).mean() < 4  # NV12 conversion is right
-
-
-def test_nvenc_device_frames(tmp_path, monkeypatch):
-    fake = fake_pynvvideocodec()
-    monkeypatch.setitem(sys.modules, "PyNvVideoCodec", fake)
-    frames = gradient_frames(12)
-    nv12 = np.stack([rgb_to_nv12(f) for f in frames])
-    out = tmp_path / "gpu.mp4"
-    fps = Fraction(22050, 512)
-    with VideoWriter(out, 64, 64, fps, encoder="nvenc", device_frames=True) as w:
-        w.write(FakeCudaArray(nv12[:5]))  # a batch
-        for f in nv12[5:]:
-            w.write(FakeCudaArray(f))  # single frames
-        with pytest.raises(ValueError, match="NV12"):
-            w.write(FakeCudaArray(frames[0]))
-    assert not fake.encoders[-1].cpu
-    p = probe(out)
-    assert p.frames == 12 and p.average_rate == fps
-    assert np.abs(p.decoded.astype(int) - frames).mean() < 4
 
 
 def test_auto_falls_back_to_x264_with_one_log_line(tmp_path, no_nvenc, caplog):

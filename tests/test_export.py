@@ -26,11 +26,11 @@ from _models import (  # noqa: E402
     torch_reference,
     write_tiny_folder,
 )
-from dmv_fast_export.export import export_model  # noqa: E402
 from dmv_fast_export.pixels import lanczos_reference  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from dmv_fast import models  # noqa: E402
+from dmv_fast.models import ensure_onnx as export_model  # noqa: E402
 from dmv_fast.runtime import Generator  # noqa: E402
 from dmv_fast.truncation import bn_inputs  # noqa: E402
 
@@ -65,7 +65,8 @@ def full128():
 
     source = models.resolve_weights("random", 128)
     model, _ = load_model(source)
-    path = export_source(source, "fp32", 2, 1, "stretch", model=model)
+    key = models.onnx_key(source, "fp32", 2, 1, "stretch")
+    path = export_source(source, key, model=model)
     return Generator(path, backend="cpu"), model
 
 
@@ -223,20 +224,26 @@ def test_cached_graph_is_reused_and_a_damaged_one_rebuilt(tiny, tmp_path, monkey
     assert models.ensure_onnx(TINY_RESOLUTION, tiny[0], "fp32", 2).read_bytes() == data
 
 
-def test_output_copy_and_module_cli(tiny, tmp_path, capsys):
+def test_output_copy_and_module_cli(tiny, tiny_weights, tmp_path, capsys):
+    """``python -m dmv_fast_export`` is ``dmv-fast export``: the graph the CPU plan runs."""
     from dmv_fast_export.__main__ import main
 
+    narrow = tiny_weights
     out = tmp_path / "g.onnx"
-    code = main(["--resolution", "32", "--weights", str(tiny[0]), "--precision", "fp32",
-                 "--batch-size", "2", "--output", str(out), "--quiet"])  # fmt: skip
-    assert code == 0
+    with pytest.raises(SystemExit) as done:
+        main(["--resolution", "128", "--weights", str(narrow), "--backend", "cpu",
+              "--batch-size", "30", "--output", str(out), "--quiet"])  # fmt: skip
+    assert done.value.code in (0, None)
     assert capsys.readouterr().out.strip() == str(out)
     assert out.is_file() and out.with_suffix(".json").is_file()
-    assert Generator(out).batch_size == 2
+    gen = Generator(out)
+    assert (gen.batch_size, gen.precision) == (4, "fp32")  # the CPU plan: capped, fp32
+    capsys.readouterr()
 
-    code = main(["--resolution", "128", "--weights", str(tiny[0]), "--quiet"])
+    with pytest.raises(SystemExit) as done:
+        main(["--resolution", "128", "--weights", str(tiny[0]), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and err[0].startswith("error: ")
+    assert done.value.code == 1 and len(err) == 1 and err[0].startswith("error: ")
     assert "resolution 32" in err[0]
 
 

@@ -8,15 +8,23 @@ from fractions import Fraction
 import pytest
 
 from dmv_fast.options import RenderOptions
+from dmv_fast.plan import ModelSpec
 
 
 def test_defaults_are_the_originals(song_wav):
     o = RenderOptions(song=str(song_wav))
-    assert (o.resolution, o.pitch_sensitivity, o.tempo_sensitivity, o.depth) == (512, 220, 0.25, 1)
+    assert (o.pitch_sensitivity, o.tempo_sensitivity, o.depth) == (220, 0.25, 1)
     assert (o.num_classes, o.jitter, o.frame_length, o.truncation) == (12, 0.5, 512, 1.0)
-    assert (o.smooth_factor, o.batch_size, o.output_file, o.scaling) == (20, 30, "output.mp4", 1)
+    assert (o.smooth_factor, o.output_file) == (20, "output.mp4")
     assert o.classes is None and o.duration is None and o.seed is None
-    o.validate()
+    m = ModelSpec()
+    assert (m.resolution, m.batch_size, m.scaling, m.backend, m.precision) == (
+        512,
+        30,
+        1,
+        "auto",
+        "auto",
+    )
 
 
 def test_derived_settings():
@@ -62,28 +70,47 @@ def test_frozen_and_classes_stored_as_tuple():
         ({"truncation": 1.5}, "truncation"),
         ({"smooth_factor": 0}, "smooth_factor"),
         ({"smooth_factor": 1.5, "frame_length": 2048}, "smooth_factor"),
-        ({"batch_size": 0}, "batch_size"),
-        ({"scaling": 0}, "scaling"),
-        ({"scaling": 1.5}, "scaling"),
-        ({"resolution": 300}, "resolution"),
         ({"duration": 0}, "duration"),
-        ({"backend": "tpu"}, "backend"),
-        ({"precision": "int8"}, "precision"),
+        ({"duration": float("nan")}, "duration"),
+        ({"tempo_sensitivity": 1e308}, "tempo_sensitivity"),
         ({"encoder": "hevc"}, "encoder"),
-        ({"pixels": "clip"}, "pixels"),
         ({"crf": 52}, "crf"),
+        ({"preset": "bogus"}, "preset"),
+        ({"output_file": "x.avi"}, "output_file"),
+        ({"output_file": "x"}, "output_file"),
         ({"seed": -1}, "seed"),
     ],
 )
 def test_bad_values_are_one_line_errors_naming_the_value(song_wav, change, needle):
-    o = RenderOptions(song=str(song_wav), **change)
     with pytest.raises(ValueError) as info:
-        o.validate()
+        RenderOptions(song=str(song_wav), **change)
     message = str(info.value)
     assert needle in message and "\n" not in message
     bad = next(iter(change.values()))
     if not isinstance(bad, tuple):
         assert repr(bad) in message or str(bad) in message
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 1025}, "batch_size"),
+        ({"scaling": 0}, "scaling"),
+        ({"scaling": 1.5}, "scaling"),
+        ({"scaling": 9}, "scaling"),
+        ({"resolution": 300}, "resolution"),
+        ({"backend": "tpu"}, "backend"),
+        ({"precision": "int4"}, "precision"),
+        ({"precision": "int8", "backend": "cuda"}, "int8"),
+        ({"pixels": "clip"}, "pixels"),
+        ({"weights": ""}, "weights"),
+    ],
+)
+def test_bad_model_settings_are_one_line_errors(change, needle):
+    with pytest.raises(ValueError) as info:
+        ModelSpec(**change)
+    assert needle in str(info.value) and "\n" not in str(info.value)
 
 
 def test_edges_of_the_ranges_are_accepted(song_wav):
@@ -102,17 +129,18 @@ def test_edges_of_the_ranges_are_accepted(song_wav):
         {"smooth_factor": 0.5},
         {"crf": 0},
     ):
-        RenderOptions(song=str(song_wav), **change).validate()
+        RenderOptions(song=str(song_wav), **change)
 
 
 def test_song_is_checked_cheaply(tmp_path):
+    from dmv_fast.preflight import preflight
+
     with pytest.raises(ValueError, match="does not exist"):
-        RenderOptions(song=str(tmp_path / "missing.mp3")).validate()
+        preflight(RenderOptions(song=str(tmp_path / "missing.mp3")), overwrite=False)
     empty = tmp_path / "empty.mp3"
     empty.write_bytes(b"")
     with pytest.raises(ValueError, match="empty"):
-        RenderOptions(song=str(empty)).validate()
-    RenderOptions(song=str(empty)).validate(check_song=False)
+        preflight(RenderOptions(song=str(empty)), overwrite=False)
 
 
 def test_from_kwargs_validates_and_rejects_unknown_names(song_wav):

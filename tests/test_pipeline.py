@@ -6,6 +6,7 @@ the real exported graph's, run by ONNX Runtime.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -15,26 +16,16 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import soundfile as sf
+from _media import write_song
 
+from dmv_fast import pipeline
 from dmv_fast.audio import analyze
 from dmv_fast.frames import FrameStore
 from dmv_fast.options import RenderOptions
-from dmv_fast.pipeline import frames_folder, render
+from dmv_fast.pipeline import frames_folder
+from dmv_fast.plan import ModelSpec
 
 pytest.importorskip("torch")
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    """A local weights folder (pytorch_model.bin + config.json) of a narrow 128-px model."""
-    from dmv_fast_export.weights import random_model, save_pretrained, standard_config
-
-    config = standard_config(128)
-    config.channel_width = 4
-    folder = tmp_path_factory.mktemp("tiny-biggan")
-    save_pretrained(random_model(config, seed=3), folder)
-    return folder
 
 
 @pytest.fixture(autouse=True)
@@ -43,29 +34,32 @@ def _cache(tmp_path_factory, monkeypatch):
 
 
 def _song(path: Path, seconds: float, rate: int, channels: int) -> Path:
-    rng = np.random.default_rng(1)
-    t = np.arange(int(seconds * rate)) / rate
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2
-    beat = (np.sin(2 * np.pi * 2 * t) > 0.95) * rng.normal(0, 0.3, t.size)
-    mono = (tone + beat).astype(np.float32)
-    sf.write(path, np.stack([mono] * channels, axis=1) if channels > 1 else mono, rate)
-    return path
+    return write_song(path, seconds, rate, channels)
 
 
-def _opts(song: Path, out: Path, weights: Path, **kw) -> RenderOptions:
+_MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)}
+
+
+def _opts(song: Path, out: Path, weights: Path, **kw) -> tuple[RenderOptions, ModelSpec]:
+    """The render's options and model spec (tiny weights, CPU, batch 4)."""
     base = dict(
         song=str(song),
         output_file=str(out),
-        resolution=128,
-        weights=str(weights),
-        batch_size=4,
         frame_length=2048,
         seed=11,
-        backend="cpu",
         encoder="x264",
     )
-    base.update(kw)
-    return RenderOptions(**base)
+    model = dict(resolution=128, weights=str(weights), batch_size=4, backend="cpu")
+    for k, v in kw.items():
+        (model if k in _MODEL_FIELDS else base)[k] = v
+    return RenderOptions(**base), ModelSpec(**model)
+
+
+def render(job: tuple[RenderOptions, ModelSpec], **kw):
+    options, spec = job
+    if "visualizer" in kw:
+        spec = None
+    return pipeline.render(options, spec, **kw)
 
 
 def _read_back(path: Path) -> dict:
@@ -246,12 +240,12 @@ def test_sigint_in_a_cli_render_exits_cleanly(tmp_path, tiny_weights, monkeypatc
 
 def test_planes_made_in_the_graph_give_the_same_video(tmp_path, tiny_weights, monkeypatch):
     """The GPU path (YUV 4:2:0 made inside the graph), exercised on the CPU provider."""
-    from dmv_fast import pipeline
-
     song = _song(tmp_path / "song.wav", 2.0, 22050, 1)
     plain = render(_opts(song, tmp_path / "rgb.mp4", tiny_weights, crf=0))
-    monkeypatch.setattr(pipeline, "runs_on_gpu", lambda backend: True)
-    vis = pipeline.Visualizer.from_options(_opts(song, tmp_path / "yuv.mp4", tiny_weights))
+    cpu_plan = pipeline.Visualizer(_opts(song, tmp_path / "yuv.mp4", tiny_weights)[1]).plan
+    # The GPU plan's graph (batch 4, YUV planes made in the graph) run by the CPU provider.
+    gpu_like = dataclasses.replace(cpu_plan, pixel_format="yuv420p")
+    vis = pipeline.Visualizer(gpu_like)
     assert vis.encoder_format == "yuv420p"
     planes = render(_opts(song, tmp_path / "yuv.mp4", tiny_weights, crf=0), visualizer=vis)
     assert planes.frames == plain.frames

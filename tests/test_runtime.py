@@ -24,7 +24,7 @@ from _models import (
     psnr,
 )
 
-from dmv_fast import models
+from dmv_fast import models, plan
 from dmv_fast.runtime import Generator
 from dmv_fast.truncation import bn_inputs, bn_mix
 
@@ -37,13 +37,29 @@ def graph(tmp_path_factory):
     """A tiny exported generator graph (static batch 3)."""
     pytest.importorskip("torch")
     from _models import write_tiny_folder
-    from dmv_fast_export.export import export_model
+
+    from dmv_fast.models import ensure_onnx as export_model
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(models.ENV_CACHE, str(tmp_path_factory.mktemp("cache")))
         folder = tmp_path_factory.mktemp("tiny")
         write_tiny_folder(folder)
         return export_model(TINY_RESOLUTION, folder, "fp32", 3)
+
+
+@pytest.fixture(scope="module")
+def yuv_graph(tmp_path_factory):
+    """The same tiny model exported for a GPU plan: RGB frames and YUV 4:2:0 planes."""
+    pytest.importorskip("torch")
+    from _models import write_tiny_folder
+
+    from dmv_fast.models import ensure_onnx
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(models.ENV_CACHE, str(tmp_path_factory.mktemp("cache")))
+        folder = tmp_path_factory.mktemp("tiny")
+        write_tiny_folder(folder)
+        return ensure_onnx(TINY_RESOLUTION, folder, "fp32", 3, pixel_format="yuv420p")
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +185,7 @@ def test_flat_frame_is_black_not_nan(tmp_path):
 @pytest.mark.skipif(HAS_CUDA, reason="onnxruntime-gpu is installed")
 @pytest.mark.parametrize("backend", ["cuda", "tensorrt"])
 def test_explicit_gpu_backend_without_onnxruntime_gpu_is_an_error(graph, backend):
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(ValueError) as info:
         Generator(graph, backend=backend)
     message = str(info.value)
     assert "onnxruntime-gpu" in message and "pip install 'dmv-fast[gpu]'" in message
@@ -197,10 +213,11 @@ def test_cuda_offered_but_not_loading(graph, monkeypatch, caplog):
     """onnxruntime offers CUDA, the session silently falls back: we must not."""
     offered = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(ort, "get_available_providers", lambda: offered)
-    with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="did not load") as info:
+    plan.reset_probe()
+    with pytest.raises(ValueError, match="did not load") as info:
         Generator(graph, backend="cuda")
     assert "cuDNN 9 libraries" in str(info.value) and "\n" not in str(info.value)
-    with pytest.warns(UserWarning), caplog.at_level(logging.WARNING, logger="dmv_fast"):
+    with caplog.at_level(logging.WARNING, logger="dmv_fast"):
         gen = Generator(graph, backend="auto")
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "CUDAExecutionProvider did not load" in warnings[0]
@@ -235,7 +252,8 @@ def test_cuda_matches_cpu_with_device_buffers(graph, gen):
 def test_cuda_fp16_close_to_fp32(tmp_path, monkeypatch, gen):
     pytest.importorskip("torch")
     from _models import write_tiny_folder
-    from dmv_fast_export.export import export_model
+
+    from dmv_fast.models import ensure_onnx as export_model
 
     monkeypatch.setenv(models.ENV_CACHE, str(tmp_path / "cache"))
     write_tiny_folder(tmp_path / "tiny")
@@ -376,10 +394,13 @@ def test_offline_without_cached_weights_is_a_one_line_error(tmp_path, monkeypatc
 # -- frames in the encoder's format ------------------------------------------------------------
 
 
-def test_yuv420_planes_from_the_graph_equal_the_host_conversion(graph, gen):
+def test_yuv420_planes_from_the_graph_equal_the_host_conversion(yuv_graph, gen):
     from dmv_fast.yuv import rgb_to_yuv420
 
-    both = Generator(graph, backend="cpu", threads=2, yuv420=True)
+    record = models.onnx_record(yuv_graph)
+    assert record["key"]["pixel_format"] == "yuv420p"  # cached apart from the RGB graph
+    assert record["validation"]["yuv_max_diff"] <= 1  # checked at export
+    both = Generator(yuv_graph, backend="cpu", threads=2)
     noise, classes = inputs(4, seed=9)
     rgb = both.generate(noise, classes, 0.7)
     yuv = both.generate(noise, classes, 0.7, pixel_format="yuv420p")
@@ -393,10 +414,10 @@ def test_yuv420_planes_from_the_graph_equal_the_host_conversion(graph, gen):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="needs onnxruntime-gpu and an NVIDIA GPU")
-def test_cuda_yuv420_planes_match_the_cpu(graph, gen):
+def test_cuda_yuv420_planes_match_the_cpu(yuv_graph, gen):
     from dmv_fast.yuv import rgb_to_yuv420
 
-    cuda = Generator(graph, backend="cuda", yuv420=True)
+    cuda = Generator(yuv_graph, backend="cuda")
     noise, classes = inputs(5, seed=10)
     yuv = cuda.generate(noise, classes, 0.5, pixel_format="yuv420p")
     ref = rgb_to_yuv420(gen.generate(noise, classes, 0.5)).astype(int)

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from dmv_fast.yuv import append_yuv420, rgb_to_yuv420
+from dmv_fast.yuv import rgb_to_yuv420
 
 
 def _identity_model(b: int, h: int, w: int) -> onnx.ModelProto:
@@ -29,6 +29,8 @@ def _frames(b: int, h: int, w: int) -> np.ndarray:
 
 def test_graph_conversion_equals_host_conversion():
     frames = _frames(2, 16, 24)
+    from dmv_fast_export.yuv_tail import append_yuv420
+
     model = append_yuv420(_identity_model(2, 16, 24))
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (yuv,) = sess.run(None, {"rgb_in": frames})

@@ -24,6 +24,7 @@ from dmv_fast_export.fold import fold
 from dmv_fast_export.graph import INPUTS, OUTPUT, build_graph
 from dmv_fast_export.pixels import lanczos_reference
 from dmv_fast_export.weights import load_model
+from dmv_fast_export.yuv_tail import append_yuv420
 
 logger = logging.getLogger("dmv_fast")
 
@@ -32,6 +33,10 @@ logger = logging.getLogger("dmv_fast")
 CHECK_TRUNCATION = 0.405
 #: An fp32 graph further than this from PyTorch (in 8-bit levels) is a bug, not rounding.
 MAX_FP32_DIFF = 8
+#: The YUV tail computes in float32 like the host reference: rounding may differ by a level.
+MAX_YUV_DIFF = 1
+#: Name of the YUV 4:2:0 output of a ``yuv420p`` graph.
+YUV = "yuv420"
 
 
 def reference_pixels(image: np.ndarray, pixels: str = "stretch", scaling: int = 1) -> np.ndarray:
@@ -86,8 +91,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def run_onnx(path: str | os.PathLike[str], noise, classes, truncation, threads=None) -> np.ndarray:
-    """Run a graph on ONNX Runtime's CPU provider for a full static batch."""
+def run_onnx(
+    path: str | os.PathLike[str], noise, classes, truncation, threads=None, outputs=(OUTPUT,)
+) -> Any:
+    """Run a graph on ONNX Runtime's CPU provider for a full static batch.
+
+    Returns the RGB frames, or a list of arrays when ``outputs`` names several.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -98,19 +108,35 @@ def run_onnx(path: str | os.PathLike[str], noise, classes, truncation, threads=N
     session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
     idx, w = bn_inputs(truncation)
     feeds = dict(zip(INPUTS, (noise, classes, idx, w), strict=True))
-    return session.run([OUTPUT], feeds)[0]
+    result = session.run(list(outputs), feeds)
+    return result[0] if len(outputs) == 1 else result
 
 
 def validate(
-    path: Path, model: Any, batch: int, precision: str, pixels: str, scaling: int
+    path: Path,
+    model: Any,
+    batch: int,
+    precision: str,
+    pixels: str,
+    scaling: int,
+    pixel_format: str = "rgb24",
 ) -> dict[str, Any]:
     """Compare the exported graph (CPU provider) with the PyTorch model on fixed inputs.
 
     The whole static batch runs through ONNX Runtime; PyTorch checks its first and last
-    frames (the batch edges) to keep the check short at 512 pixels.
+    frames (the batch edges) to keep the check short at 512 pixels. A ``yuv420p`` graph's
+    planes must equal the host conversion of its own RGB frames.
     """
     noise, classes = check_inputs(batch)
-    ours = run_onnx(path, noise, classes, CHECK_TRUNCATION)
+    yuv_diff = None
+    if pixel_format == "yuv420p":
+        from dmv_fast.yuv import rgb_to_yuv420
+
+        ours, yuv = run_onnx(path, noise, classes, CHECK_TRUNCATION, outputs=(OUTPUT, YUV))
+        host = rgb_to_yuv420(ours).astype(np.int16)
+        yuv_diff = int(np.abs(yuv.astype(np.int16) - host).max())
+    else:
+        ours = run_onnx(path, noise, classes, CHECK_TRUNCATION)
     picks = sorted({0, batch - 1})
     ref = torch_frames(
         model, noise[picks], classes[picks], CHECK_TRUNCATION, pixels=pixels, scaling=scaling
@@ -124,6 +150,8 @@ def validate(
         "psnr_db": psnr(ours[picks], ref),
         "provider": "CPUExecutionProvider",
     }
+    if yuv_diff is not None:
+        result["yuv_max_diff"] = yuv_diff
     return result
 
 
@@ -136,6 +164,7 @@ def _metadata(source: WeightsSource, key: dict[str, Any], config: Any) -> dict[s
         "dmv_fast.model_resolution": str(source.resolution),
         "dmv_fast.batch_size": str(key["batch_size"]),
         "dmv_fast.precision": key["precision"],
+        "dmv_fast.pixel_format": key["pixel_format"],
         "dmv_fast.scaling": str(key["scaling"]),
         "dmv_fast.pixels": key["pixels"],
         "dmv_fast.exporter_version": EXPORTER_VERSION,
@@ -146,22 +175,21 @@ def _metadata(source: WeightsSource, key: dict[str, Any], config: Any) -> dict[s
 
 def export_source(
     source: WeightsSource,
-    precision: str,
-    batch_size: int,
-    scaling: int,
-    pixels: str,
+    key: dict[str, Any],
     *,
     progress: Progress | None = None,
     model: Any = None,
 ) -> Path:
-    """Export the graph for a resolved weights source into the cache; returns its path.
+    """Export the graph described by a cache ``key`` (:func:`dmv_fast.models.onnx_key`) for a
+    resolved weights source into the cache; returns its path.
 
     ``model``: the source's PyTorch model when the caller has it loaded already.
     """
     steps = 5
     report = progress or (lambda done, total: None)
     started = time.perf_counter()
-    key = models.onnx_key(source, precision, batch_size, scaling, pixels)
+    precision, batch_size = key["precision"], key["batch_size"]
+    scaling, pixels, pixel_format = key["scaling"], key["pixels"], key["pixel_format"]
     path = models.onnx_path(key)
     logger.info("exporting %s (%s, batch %d) to %s", source.name, precision, batch_size, path)
     report(0, steps)
@@ -180,6 +208,8 @@ def export_source(
         scaling=scaling,
         metadata=_metadata(source, key, config),
     )
+    if pixel_format == "yuv420p":
+        graph = append_yuv420(graph, OUTPUT, YUV, keep_rgb=True)
     size = source.resolution * scaling
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".onnx.tmp")
@@ -193,12 +223,17 @@ def export_source(
         onnx.shape_inference.infer_shapes_path(tmp, tmp, check_type=True, strict_mode=True)
         onnx.checker.check_model(tmp, full_check=True)
         report(3, steps)
-        check = validate(tmp, model, batch_size, precision, pixels, scaling)
+        check = validate(tmp, model, batch_size, precision, pixels, scaling, pixel_format)
         report(4, steps)
         if precision == "fp32" and check["max_pixel_diff"] > MAX_FP32_DIFF:
             raise RuntimeError(
                 f"exported graph differs from PyTorch by {check['max_pixel_diff']} levels "
                 f"(more than {MAX_FP32_DIFF}); not caching it"
+            )
+        if check.get("yuv_max_diff", 0) > MAX_YUV_DIFF:
+            raise RuntimeError(
+                f"the graph's YUV planes differ from the host conversion by "
+                f"{check['yuv_max_diff']} levels; not caching it"
             )
         os.replace(tmp, path)
     except BaseException:
@@ -217,7 +252,14 @@ def export_source(
             "bn_idx": ["int64", [2]],
             "bn_w": ["float32", [2]],
         },
-        "output": {"frames": ["uint8", [batch_size, size, size, 3]]},
+        "output": {
+            "frames": ["uint8", [batch_size, size, size, 3]],
+            **(
+                {YUV: ["uint8", [batch_size, size * 3 // 2, size]]}
+                if pixel_format != "rgb24"
+                else {}
+            ),
+        },
         "validation": check,
         "seconds": round(time.perf_counter() - started, 2),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -227,7 +269,7 @@ def export_source(
             "onnx": onnx.__version__,
         },
     }
-    models._write_json(path.with_suffix(".json"), record)
+    models.write_json(path.with_suffix(".json"), record)
     report(5, steps)
     logger.info(
         "exported %s in %.1f s; against PyTorch: max %d levels, PSNR %.1f dB",
@@ -237,43 +279,3 @@ def export_source(
         check["psnr_db"],
     )
     return path
-
-
-def export_model(
-    resolution: int,
-    weights: str | os.PathLike[str] | None,
-    precision: str,
-    batch_size: int,
-    scaling: int = 1,
-    pixels: str = "stretch",
-    output: str | os.PathLike[str] | None = None,
-    progress: Progress | None = None,
-    *,
-    force: bool = False,
-) -> Path:
-    """Export BigGAN-deep to an ONNX graph (cached), checked against PyTorch.
-
-    Args:
-        resolution: 128, 256 or 512 (a local model: its ``config.json``'s ``output_dim``).
-        weights: ``None``/``"biggan-deep-<R>"`` (pretrained, downloaded once), a local folder
-            with ``pytorch_model.bin`` + ``config.json``, or ``"random"``.
-        precision: ``"fp32"`` or ``"fp16"``.
-        batch_size: the graph's static batch size.
-        scaling: integer Lanczos upscaling inside the graph.
-        pixels: ``"stretch"`` or ``"fixed"``.
-        output: also copy the graph and its JSON sidecar here.
-        progress: ``progress(done, total)``.
-        force: export again even when an intact cached graph exists.
-
-    Returns:
-        The graph's path (``output`` when given).
-    """
-    precision, batch_size, scaling, pixels = models.check_export_args(
-        precision, batch_size, scaling, pixels
-    )
-    source = models.resolve_weights(weights, resolution, progress=progress)
-    key = models.onnx_key(source, precision, batch_size, scaling, pixels)
-    path = None if force else models.cached_onnx(key)
-    if path is None:
-        path = export_source(source, precision, batch_size, scaling, pixels, progress=progress)
-    return path if output is None else models.copy_onnx(path, output)
