@@ -136,7 +136,7 @@ def live_run(generator, audio: np.ndarray, rate: int, frame_length: int) -> dict
     from dmv_fast.online import OnlineTrajectory
     from dmv_fast.options import RenderOptions
 
-    options = RenderOptions(song="-", frame_length=frame_length, seed=1, resolution=128)
+    options = RenderOptions(song="-", frame_length=frame_length, seed=1)
     session = LiveSession(generator, OnlineTrajectory(options), queue=2, batch=1)
     blocks = (audio[i : i + 1024] for i in range(0, len(audio), 1024))
     load_before = os.getloadavg()[0]

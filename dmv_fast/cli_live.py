@@ -396,6 +396,9 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--batch-size", "--batch_size", help="Frames per generator call.")
         ] = 1,
         queue: Annotated[int, typer.Option("--queue", help="Slots of each bounded queue.")] = 2,
+        threads: Annotated[
+            int | None, typer.Option("--threads", help="CPU threads of the generator.")
+        ] = None,
         overwrite: Annotated[bool, typer.Option("--overwrite", "-y")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -404,7 +407,9 @@ def register(app: typer.Typer) -> None:
         from dmv_fast.classes import resolve_classes
         from dmv_fast.online import OnlineTrajectory
         from dmv_fast.options import RenderOptions
-        from dmv_fast.pipeline import Visualizer, check_output
+        from dmv_fast.pipeline import Visualizer
+        from dmv_fast.plan import ModelSpec
+        from dmv_fast.preflight import check_output
 
         _setup_logging(verbose, quiet)
         stop = threading.Event()
@@ -421,9 +426,17 @@ def register(app: typer.Typer) -> None:
                 raise ValueError(f"--channels must be in 1..64, got {channels}")
             if duration is not None and duration <= 0:
                 raise ValueError(f"--duration must be > 0 seconds, got {duration}")
+            if stats is not None and not stats.resolve().parent.is_dir():
+                raise ValueError(f"--stats folder {str(stats.parent)!r} does not exist")
+            spec = ModelSpec(
+                resolution=int(resolution.value),
+                weights=weights,
+                backend=backend.value,
+                precision=precision.value,
+                batch_size=batch_size,
+            )
             options = RenderOptions(
                 song=str(song) if song else "-",
-                resolution=int(resolution.value),
                 pitch_sensitivity=pitch_sensitivity,
                 tempo_sensitivity=tempo_sensitivity,
                 depth=depth,
@@ -433,16 +446,12 @@ def register(app: typer.Typer) -> None:
                 frame_length=frame_length,
                 truncation=truncation,
                 smooth_factor=smooth_factor,
-                batch_size=batch_size,
                 seed=seed,
-                weights=weights,
-                backend=backend.value,
-                precision=precision.value,
             )
-            options.validate(check_song=False)
             if output_file is not None:
-                check_output(output_file, overwrite)
+                check_output(output_file, overwrite, song)
             trajectory = OnlineTrajectory(options, lookahead=lookahead)
+            vis = Visualizer(spec, threads=threads)  # resolves the plan once
             if song is not None:
                 in_rate, in_channels, blocks = song_blocks(song)
             elif stdin:
@@ -452,7 +461,9 @@ def register(app: typer.Typer) -> None:
                 assert input_device is not None
                 in_rate, blocks = _device_blocks(input_device, rate, channels, BLOCK, stop)
                 in_channels = channels
-            size = options.resolution
+            session = LiveSession(vis.generator, trajectory, queue=queue, batch=batch_size)
+            session.warm_up()
+            size = spec.resolution
             outputs = _Outputs(
                 output_file,
                 raw,
@@ -460,15 +471,6 @@ def register(app: typer.Typer) -> None:
                 size,
                 song if song is not None else (in_rate, in_channels),
             )
-            vis = Visualizer(
-                options.resolution,
-                weights=weights,
-                backend=backend.value,
-                precision=precision.value,
-                batch_size=batch_size,
-            )
-            session = LiveSession(vis.generator, trajectory, queue=queue, batch=batch_size)
-            session.warm_up()
             logger.info(
                 "live: %d px at %.2f frames/s, seed %d, classes %s",
                 size,
@@ -492,11 +494,10 @@ def register(app: typer.Typer) -> None:
         if stats is not None:
             record = {
                 **result.to_dict(),
-                "resolution": options.resolution,
                 "frame_length": options.frame_length,
-                "batch_size": batch_size,
                 "queue": queue,
-                "providers": list(getattr(vis.generator, "providers", [])),
+                "threads": threads,
+                "plan": vis.plan.to_dict(),
                 "analysis_latency_ms": 1000 * trajectory.latency,
                 "load_average": list(os.getloadavg()),
             }

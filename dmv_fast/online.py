@@ -391,7 +391,6 @@ class OnlineTrajectory:
         lookahead: int = 0,
         chroma_fft: int = CHROMA_FFT,
     ) -> None:
-        options.validate_analysis()
         if seed is None:
             seed = options.seed if options.seed is not None else offline.new_seed()
         sf = options.smooth_frames

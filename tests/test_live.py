@@ -10,9 +10,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import soundfile as sf
+from _media import synth_music
 from _models import TINY_RESOLUTION
 from _models import _library_logging as _library_logging  # autouse fixture
-from conftest import synth_music
 
 from dmv_fast import models
 from dmv_fast.live import LiveSession, Pacer
@@ -52,15 +52,15 @@ def tiny_gen(tmp_path_factory):
     """A tiny exported BigGAN-deep graph (32 px, batch 1) on ONNX Runtime's CPU provider."""
     pytest.importorskip("torch")
     from _models import write_tiny_folder
-    from dmv_fast_export.export import export_model
 
+    from dmv_fast.models import ensure_onnx
     from dmv_fast.runtime import Generator
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(models.ENV_CACHE, str(tmp_path_factory.mktemp("cache")))
         folder = tmp_path_factory.mktemp("tiny")
         write_tiny_folder(folder)
-        return Generator(export_model(TINY_RESOLUTION, folder, "fp32", 1), backend="cpu")
+        return Generator(ensure_onnx(TINY_RESOLUTION, folder, "fp32", 1), backend="cpu")
 
 
 def _opts(**kw) -> RenderOptions:
@@ -206,19 +206,6 @@ def test_song_at_real_time_pace_ends_within_one_frame_of_its_length(make_song):
 
 
 # The command --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    """A local weights folder of a narrow 128-px model (the CLI's smallest resolution)."""
-    pytest.importorskip("torch")
-    from dmv_fast_export.weights import random_model, save_pretrained, standard_config
-
-    config = standard_config(128)
-    config.channel_width = 4
-    folder = tmp_path_factory.mktemp("tiny-biggan-128")
-    save_pretrained(random_model(config, seed=3), folder)
-    return folder
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import dataclasses
 import librosa
 import numpy as np
 import pytest
-from conftest import synth_music
+from _media import synth_music
 
 from dmv_fast.audio import analyze
 from dmv_fast.online import OnlineTrajectory, reference_vectors
