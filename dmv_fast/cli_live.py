@@ -25,10 +25,12 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from dmv_fast import plan
 from dmv_fast.live import LiveSession, LiveStats, Pacer
 
 logger = logging.getLogger("dmv_fast")
 
+_RESOLUTIONS = tuple(str(r) for r in plan.RESOLUTIONS)
 BLOCK = 1024  # samples per pushed block at the source's own rate (23 ms at 44.1 kHz)
 
 
@@ -319,188 +321,186 @@ def _run(
     return session.stats()
 
 
+def live(
+    song: Annotated[
+        Path | None,
+        typer.Option(
+            "--song", exists=True, dir_okay=False, help="Audio file, played in real time."
+        ),
+    ] = None,
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="Raw float32 little-endian PCM on stdin.")
+    ] = False,
+    rate: Annotated[
+        int | None, typer.Option("--rate", help="Sample rate of --stdin / --input-device (Hz).")
+    ] = None,
+    channels: Annotated[int, typer.Option("--channels", help="Channels of --stdin / device.")] = 1,
+    input_device: Annotated[
+        str | None,
+        typer.Option("--input-device", "--input_device", help="Sound card (name or index)."),
+    ] = None,
+    output_file: Annotated[
+        Path | None,
+        typer.Option("--output-file", "--output_file", "-o", help="MP4 with the audio played."),
+    ] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Raw RGB24 frames on stdout (H x W x 3 bytes each).")
+    ] = False,
+    stats: Annotated[
+        Path | None, typer.Option("--stats", help="Write the stats to this JSON file.")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Stop after this many seconds of audio.")
+    ] = None,
+    resolution: Annotated[
+        int, typer.Option("--resolution", help=f"GAN resolution: {', '.join(_RESOLUTIONS)}.")
+    ] = 128,
+    frame_length: Annotated[
+        int,
+        typer.Option("--frame-length", "--frame_length", help="Audio hop per video frame (x64)."),
+    ] = 1024,
+    pitch_sensitivity: Annotated[
+        float, typer.Option("--pitch-sensitivity", "--pitch_sensitivity", help="1-299.")
+    ] = 220,
+    tempo_sensitivity: Annotated[
+        float, typer.Option("--tempo-sensitivity", "--tempo_sensitivity", help="> 0.")
+    ] = 0.25,
+    depth: Annotated[float, typer.Option("--depth", help="Max class weight, 0.01-1.")] = 1.0,
+    classes: Annotated[
+        list[str] | None, typer.Option("--classes", help="ImageNet classes (index or name).")
+    ] = None,
+    num_classes: Annotated[int, typer.Option("--num-classes", "--num_classes")] = 12,
+    jitter: Annotated[float, typer.Option("--jitter", help="0-1.")] = 0.5,
+    truncation: Annotated[float, typer.Option("--truncation", help="(0, 1].")] = 1.0,
+    smooth_factor: Annotated[
+        float, typer.Option("--smooth-factor", "--smooth_factor", help="> 0.")
+    ] = 20,
+    lookahead: Annotated[
+        int, typer.Option("--lookahead", help="Frames of class smoothing look-ahead (latency).")
+    ] = 0,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    weights: Annotated[
+        str | None, typer.Option("--weights", help="biggan-deep-*, a folder, or 'random'.")
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help=f"One of {', '.join(plan.BACKENDS)}.")
+    ] = "auto",
+    precision: Annotated[
+        str, typer.Option("--precision", help=f"One of {', '.join(plan.PRECISIONS)}.")
+    ] = "auto",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "--batch_size", help="Frames per generator call.")
+    ] = 1,
+    queue: Annotated[int, typer.Option("--queue", help="Slots of each bounded queue.")] = 2,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads of the generator.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", "-y")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Visualize music live: frames follow the audio as it plays, late frames are dropped."""
+    from dmv_fast.classes import resolve_classes
+    from dmv_fast.cli import _fail, _setup_logging
+    from dmv_fast.online import OnlineTrajectory
+    from dmv_fast.options import RenderOptions
+    from dmv_fast.pipeline import Visualizer
+    from dmv_fast.plan import ModelSpec
+    from dmv_fast.preflight import check_output
+
+    _setup_logging(verbose, quiet)
+    stop = threading.Event()
+    outputs: _Outputs | None = None
+    try:
+        sources = [s for s in (song is not None, stdin, input_device is not None) if s]
+        if len(sources) != 1:
+            raise ValueError("give exactly one input: --song FILE, --stdin or --input-device")
+        if stdin and not rate:
+            raise ValueError("--stdin needs --rate (the sample rate of the PCM, in Hz)")
+        if rate is not None and rate <= 0:
+            raise ValueError(f"--rate must be a positive number of Hz, got {rate}")
+        if not 1 <= channels <= 64:
+            raise ValueError(f"--channels must be in 1..64, got {channels}")
+        if duration is not None and duration <= 0:
+            raise ValueError(f"--duration must be > 0 seconds, got {duration}")
+        if stats is not None and not stats.resolve().parent.is_dir():
+            raise ValueError(f"--stats folder {str(stats.parent)!r} does not exist")
+        spec = ModelSpec(
+            resolution=resolution,
+            weights=weights,
+            backend=backend,
+            precision=precision,
+            batch_size=batch_size,
+        )
+        options = RenderOptions(
+            song=str(song) if song else "-",
+            pitch_sensitivity=pitch_sensitivity,
+            tempo_sensitivity=tempo_sensitivity,
+            depth=depth,
+            classes=resolve_classes(classes) if classes else None,
+            num_classes=num_classes,
+            jitter=jitter,
+            frame_length=frame_length,
+            truncation=truncation,
+            smooth_factor=smooth_factor,
+            seed=seed,
+        )
+        if output_file is not None:
+            check_output(output_file, overwrite, song)
+        trajectory = OnlineTrajectory(options, lookahead=lookahead)
+        vis = Visualizer(spec, threads=threads)  # resolves the plan once
+        if song is not None:
+            in_rate, in_channels, blocks = song_blocks(song)
+        elif stdin:
+            assert rate is not None
+            in_rate, in_channels, blocks = rate, channels, _stdin_blocks(channels, BLOCK)
+        else:
+            assert input_device is not None
+            in_rate, blocks = _device_blocks(input_device, rate, channels, BLOCK, stop)
+            in_channels = channels
+        session = LiveSession(vis.generator, trajectory, queue=queue, batch=batch_size)
+        session.warm_up()
+        size = spec.resolution
+        outputs = _Outputs(
+            output_file,
+            raw,
+            options.fps,
+            size,
+            song if song is not None else (in_rate, in_channels),
+        )
+        logger.info(
+            "live: %d px at %.2f frames/s, seed %d, classes %s",
+            size,
+            float(options.fps),
+            trajectory.seed,
+            " ".join(map(str, trajectory.classes)),
+        )
+        result = _run(session, blocks, in_rate, outputs, song is not None, duration, stop)
+        outputs.close(result.frames_total)
+    except KeyboardInterrupt:
+        stop.set()
+        if outputs is not None:
+            outputs.abort()
+        raise _fail("interrupted", 130) from None
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, OSError) as exc:
+        stop.set()
+        if outputs is not None:
+            outputs.abort()
+        raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    typer.echo(result.summary(), err=raw)
+    if stats is not None:
+        record = {
+            **result.to_dict(),
+            "frame_length": options.frame_length,
+            "queue": queue,
+            "threads": threads,
+            "plan": vis.plan.to_dict(),
+            "analysis_latency_ms": 1000 * trajectory.latency,
+            "load_average": list(os.getloadavg()),
+        }
+        stats.write_text(json.dumps(record, indent=2) + "\n")
+
+
 def register(app: typer.Typer) -> None:
-    """Add the ``live`` command to the ``dmv-fast`` app.
-
-    The CLI's shared pieces are imported here, not at module level, so that ``dmv_fast.cli``
-    can import this module without an import cycle.
-    """
-    from dmv_fast.cli import Backend, Precision, Resolution, _fail, _setup_logging
-
-    def live(
-        song: Annotated[
-            Path | None,
-            typer.Option(
-                "--song", exists=True, dir_okay=False, help="Audio file, played in real time."
-            ),
-        ] = None,
-        stdin: Annotated[
-            bool, typer.Option("--stdin", help="Raw float32 little-endian PCM on stdin.")
-        ] = False,
-        rate: Annotated[
-            int | None, typer.Option("--rate", help="Sample rate of --stdin / --input-device (Hz).")
-        ] = None,
-        channels: Annotated[
-            int, typer.Option("--channels", help="Channels of --stdin / device.")
-        ] = 1,
-        input_device: Annotated[
-            str | None,
-            typer.Option("--input-device", "--input_device", help="Sound card (name or index)."),
-        ] = None,
-        output_file: Annotated[
-            Path | None,
-            typer.Option("--output-file", "--output_file", "-o", help="MP4 with the audio played."),
-        ] = None,
-        raw: Annotated[
-            bool, typer.Option("--raw", help="Raw RGB24 frames on stdout (H x W x 3 bytes each).")
-        ] = False,
-        stats: Annotated[
-            Path | None, typer.Option("--stats", help="Write the stats to this JSON file.")
-        ] = None,
-        duration: Annotated[
-            float | None, typer.Option("--duration", help="Stop after this many seconds of audio.")
-        ] = None,
-        resolution: Annotated[Resolution, typer.Option("--resolution")] = Resolution.r128,
-        frame_length: Annotated[
-            int,
-            typer.Option(
-                "--frame-length", "--frame_length", help="Audio hop per video frame (x64)."
-            ),
-        ] = 1024,
-        pitch_sensitivity: Annotated[
-            float, typer.Option("--pitch-sensitivity", "--pitch_sensitivity", help="1-299.")
-        ] = 220,
-        tempo_sensitivity: Annotated[
-            float, typer.Option("--tempo-sensitivity", "--tempo_sensitivity", help="> 0.")
-        ] = 0.25,
-        depth: Annotated[float, typer.Option("--depth", help="Max class weight, 0.01-1.")] = 1.0,
-        classes: Annotated[
-            list[str] | None, typer.Option("--classes", help="ImageNet classes (index or name).")
-        ] = None,
-        num_classes: Annotated[int, typer.Option("--num-classes", "--num_classes")] = 12,
-        jitter: Annotated[float, typer.Option("--jitter", help="0-1.")] = 0.5,
-        truncation: Annotated[float, typer.Option("--truncation", help="(0, 1].")] = 1.0,
-        smooth_factor: Annotated[
-            float, typer.Option("--smooth-factor", "--smooth_factor", help="> 0.")
-        ] = 20,
-        lookahead: Annotated[
-            int, typer.Option("--lookahead", help="Frames of class smoothing look-ahead (latency).")
-        ] = 0,
-        seed: Annotated[int | None, typer.Option("--seed")] = None,
-        weights: Annotated[
-            str | None, typer.Option("--weights", help="biggan-deep-*, a folder, or 'random'.")
-        ] = None,
-        backend: Annotated[Backend, typer.Option("--backend")] = Backend.auto,
-        precision: Annotated[Precision, typer.Option("--precision")] = Precision.auto,
-        batch_size: Annotated[
-            int, typer.Option("--batch-size", "--batch_size", help="Frames per generator call.")
-        ] = 1,
-        queue: Annotated[int, typer.Option("--queue", help="Slots of each bounded queue.")] = 2,
-        threads: Annotated[
-            int | None, typer.Option("--threads", help="CPU threads of the generator.")
-        ] = None,
-        overwrite: Annotated[bool, typer.Option("--overwrite", "-y")] = False,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-        verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-    ) -> None:
-        """Visualize music live: frames follow the audio as it plays, late frames are dropped."""
-        from dmv_fast.classes import resolve_classes
-        from dmv_fast.online import OnlineTrajectory
-        from dmv_fast.options import RenderOptions
-        from dmv_fast.pipeline import Visualizer
-        from dmv_fast.plan import ModelSpec
-        from dmv_fast.preflight import check_output
-
-        _setup_logging(verbose, quiet)
-        stop = threading.Event()
-        outputs: _Outputs | None = None
-        try:
-            sources = [s for s in (song is not None, stdin, input_device is not None) if s]
-            if len(sources) != 1:
-                raise ValueError("give exactly one input: --song FILE, --stdin or --input-device")
-            if stdin and not rate:
-                raise ValueError("--stdin needs --rate (the sample rate of the PCM, in Hz)")
-            if rate is not None and rate <= 0:
-                raise ValueError(f"--rate must be a positive number of Hz, got {rate}")
-            if not 1 <= channels <= 64:
-                raise ValueError(f"--channels must be in 1..64, got {channels}")
-            if duration is not None and duration <= 0:
-                raise ValueError(f"--duration must be > 0 seconds, got {duration}")
-            if stats is not None and not stats.resolve().parent.is_dir():
-                raise ValueError(f"--stats folder {str(stats.parent)!r} does not exist")
-            spec = ModelSpec(
-                resolution=int(resolution.value),
-                weights=weights,
-                backend=backend.value,
-                precision=precision.value,
-                batch_size=batch_size,
-            )
-            options = RenderOptions(
-                song=str(song) if song else "-",
-                pitch_sensitivity=pitch_sensitivity,
-                tempo_sensitivity=tempo_sensitivity,
-                depth=depth,
-                classes=resolve_classes(classes) if classes else None,
-                num_classes=num_classes,
-                jitter=jitter,
-                frame_length=frame_length,
-                truncation=truncation,
-                smooth_factor=smooth_factor,
-                seed=seed,
-            )
-            if output_file is not None:
-                check_output(output_file, overwrite, song)
-            trajectory = OnlineTrajectory(options, lookahead=lookahead)
-            vis = Visualizer(spec, threads=threads)  # resolves the plan once
-            if song is not None:
-                in_rate, in_channels, blocks = song_blocks(song)
-            elif stdin:
-                assert rate is not None
-                in_rate, in_channels, blocks = rate, channels, _stdin_blocks(channels, BLOCK)
-            else:
-                assert input_device is not None
-                in_rate, blocks = _device_blocks(input_device, rate, channels, BLOCK, stop)
-                in_channels = channels
-            session = LiveSession(vis.generator, trajectory, queue=queue, batch=batch_size)
-            session.warm_up()
-            size = spec.resolution
-            outputs = _Outputs(
-                output_file,
-                raw,
-                options.fps,
-                size,
-                song if song is not None else (in_rate, in_channels),
-            )
-            logger.info(
-                "live: %d px at %.2f frames/s, seed %d, classes %s",
-                size,
-                float(options.fps),
-                trajectory.seed,
-                " ".join(map(str, trajectory.classes)),
-            )
-            result = _run(session, blocks, in_rate, outputs, song is not None, duration, stop)
-            outputs.close(result.frames_total)
-        except KeyboardInterrupt:
-            stop.set()
-            if outputs is not None:
-                outputs.abort()
-            raise _fail("interrupted", 130) from None
-        except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, OSError) as exc:
-            stop.set()
-            if outputs is not None:
-                outputs.abort()
-            raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-        typer.echo(result.summary(), err=raw)
-        if stats is not None:
-            record = {
-                **result.to_dict(),
-                "frame_length": options.frame_length,
-                "queue": queue,
-                "threads": threads,
-                "plan": vis.plan.to_dict(),
-                "analysis_latency_ms": 1000 * trajectory.latency,
-                "load_average": list(os.getloadavg()),
-            }
-            stats.write_text(json.dumps(record, indent=2) + "\n")
-
+    """Add the ``live`` command to the ``dmv-fast`` app."""
     app.command("live")(live)

@@ -297,6 +297,8 @@ def test_live_stdin_to_raw_frames_and_mp4(live, tiny_weights, tmp_path):
         (("--stdin",), "--stdin needs --rate"),
         (("--stdin", "--rate", "8000", "--frame_length", "500"), "frame_length must be"),
         (("--stdin", "--rate", "8000", "--lookahead", "99"), "lookahead must be"),
+        (("--stdin", "--rate", "8000", "--backend", "gpu"), "backend"),
+        (("--stdin", "--rate", "8000", "--resolution", "300"), "resolution"),
         (("--input-device", "0"), "pip install 'dmv-fast[live]'"),
     ],
 )
