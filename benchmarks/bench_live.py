@@ -129,7 +129,7 @@ def closeness(name: str, path: Path, audio: np.ndarray, rate: int) -> list[dict]
     return rows
 
 
-def live_run(generator, audio: np.ndarray, rate: int, frame_length: int) -> dict:
+def live_run(generator, audio: np.ndarray, rate: int, frame_length: int, queue: int) -> dict:
     """Play ``audio`` at real-time pace into a session; the consumer keeps every frame."""
     from dmv_fast.cli_live import play
     from dmv_fast.live import LiveSession, Pacer
@@ -137,7 +137,7 @@ def live_run(generator, audio: np.ndarray, rate: int, frame_length: int) -> dict
     from dmv_fast.options import RenderOptions
 
     options = RenderOptions(song="-", frame_length=frame_length, seed=1)
-    session = LiveSession(generator, OnlineTrajectory(options), queue=2, batch=1)
+    session = LiveSession(generator, OnlineTrajectory(options), queue=queue, batch=1)
     blocks = (audio[i : i + 1024] for i in range(0, len(audio), 1024))
     load_before = os.getloadavg()[0]
 
@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="audio per live run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument("--queue", type=int, default=2, help="slots of the session's rings")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from dmv_fast.audio import probe_audio
@@ -199,7 +200,7 @@ def main() -> None:
             if r % 2:
                 order.reverse()
             for fl, threads in order:
-                stats = live_run(gens[threads], piece, 44100, fl)
+                stats = live_run(gens[threads], piece, 44100, fl, args.queue)
                 stats.update(round=r, frame_length=fl, threads=threads)
                 runs.append(stats)
                 print(
@@ -216,7 +217,13 @@ def main() -> None:
             "python": platform.python_version(),
             "load_average_at_end": list(os.getloadavg()),
         },
-        "settings": {"resolution": 128, "weights": "random", "graph_batch": 1, "queue": 2},
+        "settings": {
+            "resolution": 128,
+            "weights": "random",
+            "graph_batch": 1,
+            "queue": args.queue,
+            "seconds_per_run": args.seconds,
+        },
         "closeness": close,
         "live": runs,
     }
@@ -249,7 +256,8 @@ def markdown(record: dict) -> str:
     if record["live"]:
         lines += [
             "",
-            "## Live at 128 px, `--weights random`, graph batch 1, queue 2",
+            f"## Live at 128 px, `--weights random`, graph batch 1, queue "
+            f"{record['settings']['queue']}, {record['settings']['seconds_per_run']:g} s per run",
             "",
             "| round | frame length | target fps | ORT threads | shown | dropped | latency p50 "
             "| p99 | achieved fps | generator fps | load before/after |",

@@ -292,7 +292,10 @@ class LiveSession:
         self.close()
 
     def warm_up(self) -> None:
-        """Run the generator once on zero vectors so the first real frame pays no start-up."""
+        """Compile the trajectory kernels and run the generator once (on a throwaway engine and
+        zero vectors), so that the first real frame pays no start-up."""
+        spare = OnlineTrajectory(self.trajectory.options, seed=0)
+        spare.advance(np.ones(2), np.ones((2, 12)))
         self.generator.generate(self._noise_in[:1], self._classes_in[:1], self.truncation)
 
     # -- audio in -----------------------------------------------------------------------------

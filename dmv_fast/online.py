@@ -362,10 +362,9 @@ class OnlineTrajectory:
     """Noise and class vectors from audio blocks as they arrive (see the module docstring).
 
     Args:
-        options: the render options; ``frame_length``, ``pitch_sensitivity``,
-            ``tempo_sensitivity``, ``depth``, ``classes``, ``num_classes``, ``jitter``,
-            ``truncation``, ``smooth_factor`` and ``seed`` keep their offline meanings (the
-            song and output fields are not used).
+        options: :class:`RenderOptions` (default: the defaults); frame_length, the
+            sensitivities, depth, classes, num_classes, jitter, truncation, smooth_factor and
+            seed keep their offline meanings (song and output are not used).
         seed: seed of the random draws; ``None``: ``options.seed``, else a fresh one
             (:attr:`seed` tells which).
         classes: ImageNet indices overriding ``options.classes``.
@@ -381,7 +380,7 @@ class OnlineTrajectory:
 
     def __init__(
         self,
-        options: RenderOptions,
+        options: RenderOptions | None = None,
         *,
         seed: int | None = None,
         classes: tuple[int, ...] | None = None,
@@ -391,6 +390,7 @@ class OnlineTrajectory:
         lookahead: int = 0,
         chroma_fft: int = CHROMA_FFT,
     ) -> None:
+        options = options if options is not None else RenderOptions(song="-")
         if seed is None:
             seed = options.seed if options.seed is not None else offline.new_seed()
         sf = options.smooth_frames
