@@ -320,3 +320,20 @@ def test_live_refuses_to_replace_an_output(live, tmp_path):
     result = live("--stdin", "--rate", "8000", "-o", str(out))
     assert result.exit_code == 1 and "already exists" in result.stderr
     assert out.read_bytes() == b"keep"
+
+
+def test_a_failing_generator_surfaces_in_pull():
+    class Broken:
+        def generate(self, noise, classes, truncation):
+            raise MemoryError("out of device memory")
+
+    blocks, rate = _blocks(0.5, 2048)
+    with LiveSession(Broken(), OnlineTrajectory(_opts())) as session:
+        for b in blocks:
+            session.push(b, rate)
+        with pytest.raises(RuntimeError, match="the generator failed: out of device memory"):
+            session.pull(timeout=10.0)
+    with pytest.raises(ValueError, match="batch \\(3\\) must not exceed queue \\(2\\)"):
+        LiveSession(Broken(), OnlineTrajectory(_opts()), queue=2, batch=3)
+    with pytest.raises(ValueError, match="generator must have a generate"):
+        LiveSession(object(), OnlineTrajectory(_opts()))  # type: ignore[arg-type]
