@@ -76,56 +76,64 @@ def closeness(name: str, path: Path, audio: np.ndarray, rate: int) -> list[dict]
     skip = int(WARMUP_S * float(options.fps))
     rows = []
     offline_drive = drive_signal(features)
-    for chroma_fft in (2048, 4096, 8192):
-        for lookahead in (0, options.smooth_frames):
-            t0 = time.perf_counter()
-            engine, noise, weights = _online(
-                audio, rate, options, chroma_fft=chroma_fft, lookahead=lookahead
-            )
-            seconds = time.perf_counter() - t0
-            n = min(len(noise), offline.n_frames) - 1
-            cls = list(engine.classes)
-            on_w, off_w = weights[skip:n], offline.class_vectors[skip + 1 : n + 1][:, cls]
-            on_n, off_n = noise[skip:n], offline.noise[skip + 1 : n + 1]
-            speed_on = np.linalg.norm(np.diff(on_n, axis=0), axis=1)
-            speed_off = np.linalg.norm(np.diff(off_n, axis=0), axis=1)
-            probe = OnlineTrajectory(options)  # the online drive, for the record
-            mel = probe._features
-            mel.add(audio.astype(np.float32), rate)
-            raw = [mel.take()[0]]
-            mel.flush()
-            raw.append(mel.take()[0])
-            drive = _drive_kernel(
-                np.concatenate(raw), probe._drive_state, probe.params.decay, RANGE_FLOOR
-            )
-            top = set(engine.pitch_order[:3]) & {int(p) for p in features.chromasort[:3]}
-            row = {
-                "song": name,
-                "seconds": round(features.duration, 2),
-                "chroma_fft": chroma_fft,
-                "lookahead": lookahead,
-                # which classes dominate: per frame, across the K weights
-                "mixture_corr": _mean([_pearson(on_w[t], off_w[t]) for t in range(len(on_w))]),
-                # each class's weight over time
-                "class_corr": _mean([_pearson(on_w[:, j], off_w[:, j]) for j in range(len(cls))]),
-                # how fast the picture moves: |noise[i + 1] - noise[i]| over time
-                "speed_corr": _pearson(speed_on, speed_off),
-                # each noise unit's position over time (a bouncing walk: it drifts apart)
-                "noise_corr": _mean([_pearson(on_n[:, u], off_n[:, u]) for u in range(128)]),
-                "drive_corr": _pearson(drive[skip:n], offline_drive[skip:n]),  # same feature frame
-                "top3_pitches_shared": len(top),
-                "rank_changes": engine.rank_changes,
-                "frames": int(len(noise)),
-                "offline_frames": offline.n_frames,
-                "realtime_factor": features.duration / seconds,
-            }
-            rows.append(row)
-            print(
-                f"{name:8s} chroma {chroma_fft:5d} lookahead {lookahead:2d}: mixture r="
-                f"{row['mixture_corr']:.3f} class r={row['class_corr']:.3f} speed r="
-                f"{row['speed_corr']:.3f} noise r={row['noise_corr']:.3f}",
-                flush=True,
-            )
+    sf = options.smooth_frames
+    variants = [(c, la, 0.1) for c in (2048, 4096, 8192) for la in (0, sf)]
+    variants += [(4096, 0, h) for h in (0.0, 0.05, 0.2)]  # the ranking's hysteresis
+    for chroma_fft, lookahead, hysteresis in variants:
+        t0 = time.perf_counter()
+        engine, noise, weights = _online(
+            audio,
+            rate,
+            options,
+            chroma_fft=chroma_fft,
+            lookahead=lookahead,
+            hysteresis=hysteresis,
+        )
+        seconds = time.perf_counter() - t0
+        n = min(len(noise), offline.n_frames) - 1
+        cls = list(engine.classes)
+        on_w, off_w = weights[skip:n], offline.class_vectors[skip + 1 : n + 1][:, cls]
+        on_n, off_n = noise[skip:n], offline.noise[skip + 1 : n + 1]
+        speed_on = np.linalg.norm(np.diff(on_n, axis=0), axis=1)
+        speed_off = np.linalg.norm(np.diff(off_n, axis=0), axis=1)
+        probe = OnlineTrajectory(options)  # the online drive, for the record
+        mel = probe._features
+        mel.add(audio.astype(np.float32), rate)
+        raw = [mel.take()[0]]
+        mel.flush()
+        raw.append(mel.take()[0])
+        drive = _drive_kernel(
+            np.concatenate(raw), probe._drive_state, probe.params.decay, RANGE_FLOOR
+        )
+        top = set(engine.pitch_order[:3]) & {int(p) for p in features.chromasort[:3]}
+        row = {
+            "song": name,
+            "seconds": round(features.duration, 2),
+            "chroma_fft": chroma_fft,
+            "lookahead": lookahead,
+            "hysteresis": hysteresis,
+            # which classes dominate: per frame, across the K weights
+            "mixture_corr": _mean([_pearson(on_w[t], off_w[t]) for t in range(len(on_w))]),
+            # each class's weight over time
+            "class_corr": _mean([_pearson(on_w[:, j], off_w[:, j]) for j in range(len(cls))]),
+            # how fast the picture moves: |noise[i + 1] - noise[i]| over time
+            "speed_corr": _pearson(speed_on, speed_off),
+            # each noise unit's position over time (a bouncing walk: it drifts apart)
+            "noise_corr": _mean([_pearson(on_n[:, u], off_n[:, u]) for u in range(128)]),
+            "drive_corr": _pearson(drive[skip:n], offline_drive[skip:n]),  # same feature frame
+            "top3_pitches_shared": len(top),
+            "rank_changes": engine.rank_changes,
+            "frames": int(len(noise)),
+            "offline_frames": offline.n_frames,
+            "realtime_factor": features.duration / seconds,
+        }
+        rows.append(row)
+        print(
+            f"{name:8s} chroma {chroma_fft:5d} lookahead {lookahead:2d}: mixture r="
+            f"{row['mixture_corr']:.3f} class r={row['class_corr']:.3f} speed r="
+            f"{row['speed_corr']:.3f} noise r={row['noise_corr']:.3f}",
+            flush=True,
+        )
     return rows
 
 
@@ -242,13 +250,14 @@ def markdown(record: dict) -> str:
         "",
         "## Online against offline vectors (after a 2 s warm-up)",
         "",
-        "| song | chroma window | look-ahead (frames) | class mixture r | class weight r "
+        "| song | chroma window | look-ahead (frames) | hysteresis | class mixture r "
+        "| class weight r "
         "| motion speed r | noise unit r | drive r | top-3 pitches shared | rank changes |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in record["closeness"]:
         lines.append(
-            f"| {row['song']} | {row['chroma_fft']} | {row['lookahead']} | "
+            f"| {row['song']} | {row['chroma_fft']} | {row['lookahead']} | {row['hysteresis']:g} | "
             f"{row['mixture_corr']:.3f} | {row['class_corr']:.3f} | {row['speed_corr']:.3f} | "
             f"{row['noise_corr']:.3f} | {row['drive_corr']:.3f} | "
             f"{row['top3_pitches_shared']}/3 | {row['rank_changes']} |"
