@@ -16,7 +16,8 @@ rate runs live on this machine.
    ``--weights random`` (the full architecture, graph batch 1) for frame lengths 512, 1024
    and 2048 and 1 or 2 ONNX Runtime threads, alternating in rounds. Dropped frames, latency
    from audio block in to frame ready (p50/p99), achieved frames/s, and the load average
-   around each run (the machine is shared; the figures are only as quiet as it was).
+   around each run (the machine is shared; the figures are only as quiet as it was). A
+   control run per round gives the session's own cost (a generator that returns a fixed frame).
 
 Writes benchmarks/results/live_cpu.json and live_cpu.md.
 """
@@ -137,6 +138,17 @@ def closeness(name: str, path: Path, audio: np.ndarray, rate: int) -> list[dict]
     return rows
 
 
+class InstantFrames:
+    """Control for the session's own cost: hands back one fixed frame at once (no model).
+    Its rows are labelled "control" in the results; it stands in for nothing else."""
+
+    def __init__(self, size: int = 128) -> None:
+        self.frame = np.zeros((1, size, size, 3), np.uint8)
+
+    def generate(self, noise: np.ndarray, classes: np.ndarray, truncation: float) -> np.ndarray:
+        return self.frame
+
+
 def live_run(generator, audio: np.ndarray, rate: int, frame_length: int, queue: int) -> dict:
     """Play ``audio`` at real-time pace into a session; the consumer keeps every frame."""
     from dmv_fast.cli_live import play
@@ -206,10 +218,12 @@ def main() -> None:
         for r in range(args.rounds):
             order = [(fl, t, args.queue) for fl in FRAME_LENGTHS for t in gens]
             order += [(1024, t, 1) for t in gens if args.queue != 1]  # the lowest-latency ring
+            order += [(512, 0, args.queue)]  # control: the session without a model
             if r % 2:
                 order.reverse()
             for fl, threads, queue in order:
-                stats = live_run(gens[threads], piece, 44100, fl, queue)
+                generator = gens[threads] if threads else InstantFrames()
+                stats = live_run(generator, piece, 44100, fl, queue)
                 stats.update(round=r, frame_length=fl, threads=threads, queue=queue)
                 runs.append(stats)
                 print(
@@ -259,7 +273,7 @@ def summarize(runs: list[dict]) -> dict:
         }
         for (fl, t, q), group in sorted(variants.items())
     ]
-    live = [r for r in rows if r["worst_dropped_fraction"] < 0.05]
+    live = [r for r in rows if r["threads"] and r["worst_dropped_fraction"] < 0.05]
     best = max(live, key=lambda r: r["target_fps"]) if live else None
     return {"variants": rows, "highest_live": best}
 
@@ -307,6 +321,10 @@ def markdown(record: dict) -> str:
             f"## Live at 128 px, `--weights random`, graph batch 1, "
             f"{record['settings']['seconds_per_run']:g} s of audio per run",
             "",
+            "Rows marked *control*: the same session and pacing with a generator that hands back "
+            "a fixed frame at once (no model): what the online engine, the rings and the pacer "
+            "cost by themselves.",
+            "",
             "| round | frame length | target fps | ORT threads | queue | shown | dropped "
             "| latency p50 "
             "| p99 | achieved fps | generator fps | load before/after |",
@@ -315,7 +333,8 @@ def markdown(record: dict) -> str:
         for run in record["live"]:
             lines.append(
                 f"| {run['round']} | {run['frame_length']} | {run['target_fps']:.2f} | "
-                f"{run['threads']} | {run['queue']} | {run['frames_shown']}/{run['frames_total']} | "
+                f"{run['threads'] or 'control'} | {run['queue']} | "
+                f"{run['frames_shown']}/{run['frames_total']} | "
                 f"{100 * run['dropped_fraction']:.1f} % | {run['latency_p50_ms']:.0f} ms | "
                 f"{run['latency_p99_ms']:.0f} ms | {run['fps']:.1f} | {run['generator_fps']:.1f} "
                 f"| {run['load_before']:.1f} / {run['load_after']:.1f} |"

@@ -231,7 +231,7 @@ class LiveSession:
         self.generator = generator
         self.trajectory = trajectory
         self.truncation = float(trajectory.options.truncation)
-        self.fps = Fraction(trajectory.fps).limit_denominator(1 << 20)
+        self.fps = Fraction(trajectory.options.fps)  # exactly 22050 / frame_length
         self.queue, self.batch = queue, batch
         self._clock = clock
         self._threaded = threaded
