@@ -302,7 +302,11 @@ def markdown(record: dict) -> str:
         )
     best = record["summary"]["highest_live"]
     if record["live"]:
+        loads = [r["load_before"] for r in record["live"]]
         lines += [
+            "",
+            f"## Live at 128 px, `--weights random`, graph batch 1, "
+            f"{record['settings']['seconds_per_run']:g} s of audio per run",
             "",
             "**Highest frame rate live (< 5 % dropped in every round):** "
             + (
@@ -312,14 +316,10 @@ def markdown(record: dict) -> str:
                 if best
                 else "none of the frame lengths tried"
             )
-            + f", at a median load average of "
-            f"{np.median([r['load_before'] for r in record['live']]):.1f} on "
+            + f", at a median load average of {np.median(loads):.1f} on "
             f"{record['machine']['cores']} cores.",
         ]
         lines += [
-            "",
-            f"## Live at 128 px, `--weights random`, graph batch 1, "
-            f"{record['settings']['seconds_per_run']:g} s of audio per run",
             "",
             "Rows marked *control*: the same session and pacing with a generator that hands back "
             "a fixed frame at once (no model): what the online engine, the rings and the pacer "
