@@ -316,25 +316,37 @@ class LiveSession:
         return step.n_frames
 
     def finish(self, *, time: float | None = None) -> int:
-        """End of the audio: queue the last frames; the worker stops when it has made them."""
+        """End of the audio: queue the last frames; the worker stops when it has made them.
+
+        With the worker running, the last frames wait for room instead of being dropped
+        (nothing newer will come).
+        """
         arrived = self._clock() if time is None else float(time)
         with self._engine_lock:
             step = self.trajectory.finish()
-        self._enqueue(step, arrived)
+        self._enqueue(step, arrived, wait=self._worker is not None)
         with self._cond:
             self._finished = True
             self._cond.notify_all()
         return step.n_frames
 
-    def _enqueue(self, step: Any, arrived: float) -> None:
+    def _enqueue(self, step: Any, arrived: float, wait: bool = False) -> None:
         n = step.n_frames
         with self._cond:
             if self._t_first is None:
                 self._t_first = arrived
             self._total += n
-            skip = max(0, n - self.queue)  # these would be overwritten at once
+            skip = 0 if wait else max(0, n - self.queue)  # these would be overwritten at once
             self._dropped += skip
             for i in range(skip, n):
+                if wait:
+                    self._cond.wait_for(
+                        lambda: (
+                            self._pending.count < self.queue
+                            or self._closed
+                            or self._error is not None
+                        )
+                    )
                 slot, dropped = self._pending.push()
                 self._dropped += dropped
                 self._noise[slot] = step.noise[i]

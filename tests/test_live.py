@@ -162,6 +162,7 @@ def test_push_from_another_thread_with_the_worker_running(tiny_gen):
         feeder.join()
     stats = session.stats()
     assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    assert indices[-1] == stats.frames_total - 1  # the end of the audio is never dropped
     assert stats.frames_shown == len(indices) > 0
     assert stats.frames_shown + stats.frames_dropped == stats.frames_total
 
