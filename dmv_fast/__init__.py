@@ -21,6 +21,8 @@ _EXPORTS = {
     "Vectors": "dmv_fast.trajectory",
     "compute_vectors": "dmv_fast.trajectory",
     "Generator": "dmv_fast.runtime",
+    "LiveSession": "dmv_fast.live",
+    "OnlineTrajectory": "dmv_fast.online",
     "Visualizer": "dmv_fast.pipeline",
     "render": "dmv_fast.pipeline",
     "render_many": "dmv_fast.segmented",
@@ -30,7 +32,9 @@ _EXPORTS = {
 __all__ = [
     "AudioFeatures",
     "Generator",
+    "LiveSession",
     "ModelSpec",
+    "OnlineTrajectory",
     "Plan",
     "RenderOptions",
     "Vectors",
@@ -47,6 +51,8 @@ assert set(__all__) == {"__version__", *_EXPORTS}
 
 if TYPE_CHECKING:  # pragma: no cover
     from dmv_fast.audio import AudioFeatures, analyze
+    from dmv_fast.live import LiveSession
+    from dmv_fast.online import OnlineTrajectory
     from dmv_fast.options import RenderOptions
     from dmv_fast.pipeline import Visualizer, render
     from dmv_fast.plan import ModelSpec, Plan, resolve

@@ -446,8 +446,10 @@ def main(argv: list[str] | None = None) -> None:
 def _register_commands() -> None:
     """Commands that live in their own modules (they import this one lazily)."""
     from dmv_fast.cli_batch import register as register_batch
+    from dmv_fast.cli_live import register as register_live
 
     register_batch(app)
+    register_live(app)
 
 
 _register_commands()

@@ -27,6 +27,7 @@ import typer
 
 from dmv_fast import plan
 from dmv_fast.live import LiveSession, LiveStats, Pacer
+from dmv_fast.terminal import fail, setup_logging
 
 logger = logging.getLogger("dmv_fast")
 
@@ -401,14 +402,13 @@ def live(
 ) -> None:
     """Visualize music live: frames follow the audio as it plays, late frames are dropped."""
     from dmv_fast.classes import resolve_classes
-    from dmv_fast.cli import _fail, _setup_logging
     from dmv_fast.online import OnlineTrajectory
     from dmv_fast.options import RenderOptions
     from dmv_fast.pipeline import Visualizer
     from dmv_fast.plan import ModelSpec
     from dmv_fast.preflight import check_output
 
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     stop = threading.Event()
     outputs: _Outputs | None = None
     try:
@@ -481,12 +481,12 @@ def live(
         stop.set()
         if outputs is not None:
             outputs.abort()
-        raise _fail("interrupted", 130) from None
+        raise fail("interrupted", 130) from None
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, OSError) as exc:
         stop.set()
         if outputs is not None:
             outputs.abort()
-        raise _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     typer.echo(result.summary(), err=raw)
     if stats is not None:
         record = {

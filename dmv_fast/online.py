@@ -503,7 +503,7 @@ class OnlineTrajectory:
         drive = _drive_kernel(raw, self._drive_state, p.decay, RANGE_FLOOR)
         chroma = np.ascontiguousarray(chroma, dtype=np.float64)
         ranked = _rank_kernel(chroma, *self._rank, p.rank_decay, p.hysteresis, len(self.classes))
-        rows = offline._class_kernel(ranked, self._cv, p.pitch_scale, p.depth)[1:]  # SPEC §4
+        rows = offline.class_kernel(ranked, self._cv, p.pitch_scale, p.depth)[1:]  # SPEC §4
         self._cv = rows[-1].copy()
         smoothed = _smooth_kernel(rows, *self._smooth)
         jit = self._jitter_rows(self._frames_in, self._frames_in + n)

@@ -188,6 +188,28 @@ class Visualizer:
                 pixel_format=pixel_format,
             )
 
+    def stream(
+        self, options: RenderOptions | None = None, *, queue: int = 2, lookahead: int = 0
+    ) -> Any:
+        """A :class:`~dmv_fast.live.LiveSession` on this visualizer's warm generator: push
+        audio blocks (any size, any rate), pull the newest frame; late frames are dropped.
+
+        Args:
+            options: the live settings (frame length, sensitivities, classes, truncation,
+                jitter, depth, seed); ``song`` is not read.
+            queue: slots in each bounded queue.
+            lookahead: frames of class-smoothing look-ahead (each costs one frame of latency).
+
+        Build the visualizer with ``batch_size=1`` for the lowest latency: the session runs
+        the graph's batch, padded when fewer frames are pending.
+        """
+        from dmv_fast.live import LiveSession
+        from dmv_fast.online import OnlineTrajectory
+
+        trajectory = OnlineTrajectory(options, lookahead=lookahead)
+        batch = min(self.plan.batch_size, queue)
+        return LiveSession(self.generator, trajectory, queue=queue, batch=batch)
+
     def plan_for(self, options: RenderOptions) -> Plan:
         """The plan with the render's encoder settled (the Visualizer's own for ``auto``)."""
         if options.encoder in ("auto", self.plan.encoder):

@@ -273,7 +273,7 @@ def reference_smooth(class_vectors: np.ndarray, sf: int, n_out: int) -> np.ndarr
 
 
 @njit(cache=True)
-def _noise_kernel(drive, nv0, jitters, ts, truncation):  # pragma: no cover - compiled
+def noise_kernel(drive, nv0, jitters, ts, truncation):  # pragma: no cover - compiled
     n = drive.shape[0]
     out = np.empty((n, nv0.shape[0]))
     nv = nv0.copy()
@@ -301,7 +301,7 @@ def _noise_kernel(drive, nv0, jitters, ts, truncation):  # pragma: no cover - co
 
 
 @njit(cache=True)
-def _class_kernel(chroma_ranked, cv0, ps, depth):  # pragma: no cover - compiled
+def class_kernel(chroma_ranked, cv0, ps, depth):  # pragma: no cover - compiled
     # chroma_ranked [N, K]: column j = chroma of the j-th strongest pitch. Returns [N+1, K].
     n, k = chroma_ranked.shape
     out = np.empty((n + 1, k))
@@ -414,7 +414,7 @@ def kernel_trajectory_columns(
     k = len(classes)
     n = len(drive)
     chroma_ranked = np.ascontiguousarray(chroma[np.asarray(chromasort[:k])].T, dtype=np.float64)
-    noise = _noise_kernel(
+    noise = noise_kernel(
         np.ascontiguousarray(drive, dtype=np.float64),
         np.ascontiguousarray(nv0, dtype=np.float64),
         np.ascontiguousarray(jitters, dtype=np.float64),
@@ -422,7 +422,7 @@ def kernel_trajectory_columns(
         float(truncation),
     )
     cv0_k = np.ascontiguousarray(cv0[list(classes)], dtype=np.float64)
-    weights = _class_kernel(chroma_ranked, cv0_k, float(pitch_scale), float(depth))
+    weights = class_kernel(chroma_ranked, cv0_k, float(pitch_scale), float(depth))
     return noise, _smooth_kernel(weights, int(smooth_frames), n)
 
 

@@ -338,3 +338,24 @@ def test_a_failing_generator_surfaces_in_pull():
         LiveSession(Broken(), OnlineTrajectory(_opts()), queue=2, batch=3)
     with pytest.raises(ValueError, match="generator must have a generate"):
         LiveSession(object(), OnlineTrajectory(_opts()))  # type: ignore[arg-type]
+
+
+def test_visualizer_stream_runs_the_plan_generator(tiny_weights, tmp_path, monkeypatch):
+    """`Visualizer.stream()` serves the plan's warm generator: pushed audio comes out as frames
+    equal to `generate()` on the engine's vectors."""
+    from dmv_fast.options import RenderOptions
+    from dmv_fast.pipeline import Visualizer
+    from dmv_fast.plan import ModelSpec
+
+    monkeypatch.setenv("DMV_FAST_CACHE", str(tmp_path / "cache"))
+    vis = Visualizer(ModelSpec(resolution=128, weights=str(tiny_weights), batch_size=1,
+                               backend="cpu"))  # fmt: skip
+    session = vis.stream(RenderOptions(song="-", frame_length=2048, seed=3), queue=2)
+    assert session.batch == 1 and session.generator is vis.generator
+    rng = np.random.default_rng(0)
+    with session:
+        session.push((0.1 * rng.standard_normal(22050)).astype(np.float32), 22050)
+        session.finish()
+        frame = session.pull(timeout=5)
+    assert frame is not None and frame.image.shape == (128, 128, 3)
+    assert frame.image.dtype == np.uint8

@@ -13,7 +13,7 @@ from _media import synth_music
 from dmv_fast.audio import analyze
 from dmv_fast.online import OnlineTrajectory, reference_vectors
 from dmv_fast.options import RenderOptions
-from dmv_fast.trajectory import _noise_kernel, compute_vectors, draw_random, jitter_factors
+from dmv_fast.trajectory import compute_vectors, draw_random, jitter_factors, noise_kernel
 
 SR = 22050
 
@@ -101,7 +101,7 @@ def test_noise_follows_the_offline_update_rules():
     drive = np.zeros(451)  # the online drive frame by frame, then one more for the offline row
     for i in range(450):
         drive[i] = _drive_of(probe, specm, i)
-    offline = _noise_kernel(drive, engine.nv0, _jitters(5, 451, 0.5), options.tempo_scale, 0.7)
+    offline = noise_kernel(drive, engine.nv0, _jitters(5, 451, 0.5), options.tempo_scale, 0.7)
     np.testing.assert_allclose(noise, offline[1:], atol=1e-5)
 
 
