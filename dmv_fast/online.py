@@ -161,17 +161,7 @@ def _noise_kernel(drive, nv, direction, last, jit_rows, first, ts, truncation): 
     base = first // 200
     for i in range(n):
         jit = jit_rows[(first + i) // 200 - base]
-        g = drive[i]
-        for u in range(nv.shape[0]):
-            update = ((ts * g) * direction[u]) * jit[u]
-            update = (update + 3 * last[u]) / 4
-            last[u] = update
-            v = nv[u] + update
-            nv[u] = v
-            if v >= upper:
-                direction[u] = -1.0
-            elif v < lower:
-                direction[u] = 1.0
+        offline.noise_step(nv, direction, last, jit, drive[i], ts, upper, lower)
         out[i] = nv
     return out
 

@@ -346,7 +346,7 @@ def _render(
         plan = dataclasses.replace(vis.plan, encoder=plan.encoder)
     store = None
     if options.use_disk or options.save_only:
-        manifest = _frames_manifest(options, plan, song, vectors.seed, noise, class_vectors)
+        manifest = _frames_manifest(options, plan, vectors.seed, noise, class_vectors)
         manifest["song_sha256"] = song_hash
         if options.save_only and recorded is not None and "precision" in recorded:
             # -s makes no frames: the precision is whatever made the frames on disk.
@@ -413,32 +413,42 @@ def _render(
     )
 
 
+def vectors_identity(
+    options: RenderOptions, seed: int, noise: np.ndarray, class_vectors: np.ndarray
+) -> dict[str, Any]:
+    """What identifies the frames of a render besides the model: the song (name and size),
+    frame length, truncation, seed, frame count and the vectors' SHA-256. The ``-d`` manifest
+    and the segments manifest start from it; a resume reuses files only when it is equal."""
+    digest = hashlib.sha256()
+    digest.update(noise.tobytes())
+    digest.update(class_vectors.tobytes())
+    song = Path(options.song)
+    return {
+        "song": song.name,
+        "song_size": song.stat().st_size,
+        "frame_length": options.frame_length,
+        "truncation": options.truncation,
+        "seed": seed,
+        "frames": len(noise),
+        "vectors_sha256": digest.hexdigest(),
+    }
+
+
 def _frames_manifest(
     options: RenderOptions,
     plan: Plan,
-    song: Path,
     seed: int,
     noise: np.ndarray,
     class_vectors: np.ndarray,
 ) -> dict[str, Any]:
     """The settings that decide the pixels of a frames folder (for -d resume and -s)."""
-    digest = hashlib.sha256()
-    digest.update(noise.tobytes())
-    digest.update(class_vectors.tobytes())
-    st = song.stat()
     return {
-        "song": song.name,
-        "song_size": st.st_size,
-        "frame_length": options.frame_length,
+        **vectors_identity(options, seed, noise, class_vectors),
         "resolution": plan.spec.resolution,
         "scaling": plan.spec.scaling,
-        "truncation": options.truncation,
         "weights": plan.spec.weights_name,
         "precision": plan.precision,
         "pixels": plan.spec.pixels,
-        "seed": seed,
-        "frames": len(noise),
-        "vectors_sha256": digest.hexdigest(),
     }
 
 

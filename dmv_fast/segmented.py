@@ -12,7 +12,6 @@ exist, and finished segments stay in ``NAME.segments/`` for a rerun of the same 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import threading
@@ -115,22 +114,15 @@ def _manifest(
     class_vectors: np.ndarray,
 ) -> dict[str, Any]:
     """What decides a segment's pixels and bitstream: a rerun reuses segments only if equal."""
-    digest = hashlib.sha256()
-    digest.update(noise.tobytes())
-    digest.update(class_vectors.tobytes())
-    song = Path(options.song)
+    from dmv_fast.pipeline import vectors_identity
+
     model = {k: v for k, v in plan.to_dict().items() if k not in ("workers", "encoder")}
     return {
-        "song": song.name,
-        "song_size": song.stat().st_size,
-        "frames": len(noise),
+        **vectors_identity(options, seed, noise, class_vectors),
         "fps": str(options.fps),
         "segment_frames": segment_frames,
         "video": video.to_dict(),
         "model": model,
-        "truncation": options.truncation,
-        "seed": seed,
-        "vectors_sha256": digest.hexdigest(),
     }
 
 

@@ -285,19 +285,24 @@ def noise_kernel(drive, nv0, jitters, ts, truncation):  # pragma: no cover - com
     lower = -2 * truncation + ts
     for i in range(n):
         out[i] = nv
-        jit = jitters[i // 200]
-        g = drive[i]
-        for u in range(nv.shape[0]):
-            update = ((ts * g) * direction[u]) * jit[u]
-            update = (update + 3 * last[u]) / 4
-            last[u] = update
-            v = nv[u] + update
-            nv[u] = v
-            if v >= upper:
-                direction[u] = -1.0
-            elif v < lower:
-                direction[u] = 1.0
+        noise_step(nv, direction, last, jitters[i // 200], drive[i], ts, upper, lower)
     return out
+
+
+@njit(cache=True)
+def noise_step(nv, direction, last, jit, g, ts, upper, lower):  # pragma: no cover - compiled
+    # SPEC §4 steps 2-3 for one frame, in place: the update, its smoothing, the bounce. The
+    # offline and the online engines both step the noise through this one function.
+    for u in range(nv.shape[0]):
+        update = ((ts * g) * direction[u]) * jit[u]
+        update = (update + 3 * last[u]) / 4
+        last[u] = update
+        v = nv[u] + update
+        nv[u] = v
+        if v >= upper:
+            direction[u] = -1.0
+        elif v < lower:
+            direction[u] = 1.0
 
 
 @njit(cache=True)
