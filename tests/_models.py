@@ -67,6 +67,19 @@ def write_tiny_folder(folder: Path, seed: int = 3, **overrides):
     return model
 
 
+def export_tiny(tmp_path_factory, batch: int, seed: int = 3, **ensure_kwargs) -> Path:
+    """A tiny model written to disk and exported (fp32 unless ``precision`` says otherwise)
+    into a cache of its own; returns the graph's path."""
+    from dmv_fast import models
+
+    precision = ensure_kwargs.pop("precision", "fp32")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(models.ENV_CACHE, str(tmp_path_factory.mktemp("cache")))
+        folder = tmp_path_factory.mktemp("tiny")
+        write_tiny_folder(folder, seed)
+        return models.ensure_onnx(TINY_RESOLUTION, folder, precision, batch, **ensure_kwargs)
+
+
 def write_narrow_folder(folder: Path, seed: int = 3) -> Path:
     """BigGAN-deep-128's real layout at 4 channels wide, saved in pytorch-pretrained-biggan's
     format: what end-to-end tests render with."""

@@ -55,6 +55,15 @@ def tiny_weights(tmp_path_factory) -> Path:
     return write_narrow_folder(tmp_path_factory.mktemp("tiny-biggan"))
 
 
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory):
+    """One model cache (``DMV_FAST_CACHE``) for a whole test module's exports."""
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("cache")
+        mp.setenv("DMV_FAST_CACHE", str(path))
+        yield path
+
+
 @pytest.fixture(autouse=True)
 def _restore_dmv_fast_logger():
     """The CLI configures the ``dmv_fast`` logger for a terminal; undo it after each test."""

@@ -36,12 +36,9 @@ from dmv_fast.truncation import bn_inputs  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
-def module_cache(tmp_path_factory):
+def _module_cache(module_cache):
     """One cache for the module's exports (tests that need a fresh one set their own)."""
-    with pytest.MonkeyPatch.context() as mp:
-        path = tmp_path_factory.mktemp("cache")
-        mp.setenv(models.ENV_CACHE, str(path))
-        yield path
+    return module_cache
 
 
 @pytest.fixture(scope="module")

@@ -35,11 +35,9 @@ TINY_PSNR_DB = 25.0
 
 
 @pytest.fixture(scope="module", autouse=True)
-def module_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        path = tmp_path_factory.mktemp("cache")
-        mp.setenv(models.ENV_CACHE, str(path))
-        yield path
+def _module_cache(module_cache):
+    """One cache for the module's exports (tests that need a fresh one set their own)."""
+    return module_cache
 
 
 @pytest.fixture(scope="module")

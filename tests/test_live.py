@@ -51,16 +51,11 @@ class SlowGenerator:
 def tiny_gen(tmp_path_factory):
     """A tiny exported BigGAN-deep graph (32 px, batch 1) on ONNX Runtime's CPU provider."""
     pytest.importorskip("torch")
-    from _models import write_tiny_folder
+    from _models import export_tiny
 
-    from dmv_fast.models import ensure_onnx
     from dmv_fast.runtime import Generator
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(models.ENV_CACHE, str(tmp_path_factory.mktemp("cache")))
-        folder = tmp_path_factory.mktemp("tiny")
-        write_tiny_folder(folder)
-        return Generator(ensure_onnx(TINY_RESOLUTION, folder, "fp32", 1), backend="cpu")
+    return Generator(export_tiny(tmp_path_factory, 1), backend="cpu")
 
 
 def _opts(**kw) -> RenderOptions:

@@ -36,30 +36,18 @@ HAS_TENSORRT = "TensorrtExecutionProvider" in ort.get_available_providers()
 def graph(tmp_path_factory):
     """A tiny exported generator graph (static batch 3)."""
     pytest.importorskip("torch")
-    from _models import write_tiny_folder
+    from _models import export_tiny
 
-    from dmv_fast.models import ensure_onnx as export_model
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(models.ENV_CACHE, str(tmp_path_factory.mktemp("cache")))
-        folder = tmp_path_factory.mktemp("tiny")
-        write_tiny_folder(folder)
-        return export_model(TINY_RESOLUTION, folder, "fp32", 3)
+    return export_tiny(tmp_path_factory, 3)
 
 
 @pytest.fixture(scope="module")
 def yuv_graph(tmp_path_factory):
     """The same tiny model exported for a GPU plan: RGB frames and YUV 4:2:0 planes."""
     pytest.importorskip("torch")
-    from _models import write_tiny_folder
+    from _models import export_tiny
 
-    from dmv_fast.models import ensure_onnx
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(models.ENV_CACHE, str(tmp_path_factory.mktemp("cache")))
-        folder = tmp_path_factory.mktemp("tiny")
-        write_tiny_folder(folder)
-        return ensure_onnx(TINY_RESOLUTION, folder, "fp32", 3, pixel_format="yuv420p")
+    return export_tiny(tmp_path_factory, 3, pixel_format="yuv420p")
 
 
 @pytest.fixture(scope="module")
