@@ -12,17 +12,22 @@ and resumes at the first frame that is missing or damaged.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from dmv_fast.files import atomic_write, sweep
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dmv_fast.options import RenderOptions
+    from dmv_fast.plan import Plan
 
 logger = logging.getLogger("dmv_fast")
 
@@ -256,3 +261,48 @@ def _check_same(folder: Path, stored: dict[str, Any], wanted: dict[str, Any]) ->
             + "; ".join(diffs)
             + "); delete it or choose another output"
         )
+
+
+def frames_folder(output_file: str | os.PathLike[str]) -> Path:
+    """The ``-d`` frames folder of an output: ``NAME.frames/`` beside ``NAME.mp4``."""
+    out = Path(output_file)
+    return out.with_name(out.stem + ".frames")
+
+
+def vectors_identity(
+    options: RenderOptions, seed: int, noise: np.ndarray, class_vectors: np.ndarray
+) -> dict[str, Any]:
+    """What identifies the frames of a render besides the model: the song (name and size),
+    frame length, truncation, seed, frame count and the vectors' SHA-256. The ``-d`` manifest
+    and the segments manifest start from it; a resume reuses files only when it is equal."""
+    digest = hashlib.sha256()
+    digest.update(noise.tobytes())
+    digest.update(class_vectors.tobytes())
+    song = Path(options.song)
+    return {
+        "song": song.name,
+        "song_size": song.stat().st_size,
+        "frame_length": options.frame_length,
+        "truncation": options.truncation,
+        "seed": seed,
+        "frames": len(noise),
+        "vectors_sha256": digest.hexdigest(),
+    }
+
+
+def frames_manifest(
+    options: RenderOptions,
+    plan: Plan,
+    seed: int,
+    noise: np.ndarray,
+    class_vectors: np.ndarray,
+) -> dict[str, Any]:
+    """The settings that decide the pixels of a frames folder (for -d resume and -s)."""
+    return {
+        **vectors_identity(options, seed, noise, class_vectors),
+        "resolution": plan.spec.resolution,
+        "scaling": plan.spec.scaling,
+        "weights": plan.spec.weights_name,
+        "precision": plan.precision,
+        "pixels": plan.spec.pixels,
+    }

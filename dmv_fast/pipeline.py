@@ -8,10 +8,8 @@ is bounded, so memory stays flat whatever the song's length.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import logging
-import os
 import queue
 import threading
 import time
@@ -53,12 +51,6 @@ class RenderResult:
     encoder: str
     plan: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def frames_folder(output_file: str | os.PathLike[str]) -> Path:
-    """The ``-d`` frames folder of an output: ``NAME.frames/`` beside ``NAME.mp4``."""
-    out = Path(output_file)
-    return out.with_name(out.stem + ".frames")
 
 
 def video_frame_count(n_feature_frames: int, options: RenderOptions) -> int:
@@ -301,7 +293,7 @@ def _render(
     vis: Visualizer, options: RenderOptions, *, overwrite: bool, progress: ProgressCallback
 ) -> RenderResult:
     from dmv_fast.audio import analyze
-    from dmv_fast.frames import FrameStore
+    from dmv_fast.frames import FrameStore, frames_folder, frames_manifest
     from dmv_fast.preflight import preflight
     from dmv_fast.record import read_record, song_sha256, stage_record
     from dmv_fast.trajectory import compute_vectors
@@ -346,7 +338,7 @@ def _render(
         plan = dataclasses.replace(vis.plan, encoder=plan.encoder)
     store = None
     if options.use_disk or options.save_only:
-        manifest = _frames_manifest(options, plan, vectors.seed, noise, class_vectors)
+        manifest = frames_manifest(options, plan, vectors.seed, noise, class_vectors)
         manifest["song_sha256"] = song_hash
         if options.save_only and recorded is not None and "precision" in recorded:
             # -s makes no frames: the precision is whatever made the frames on disk.
@@ -411,45 +403,6 @@ def _render(
         plan=plan.to_dict(),
         timings=timings,
     )
-
-
-def vectors_identity(
-    options: RenderOptions, seed: int, noise: np.ndarray, class_vectors: np.ndarray
-) -> dict[str, Any]:
-    """What identifies the frames of a render besides the model: the song (name and size),
-    frame length, truncation, seed, frame count and the vectors' SHA-256. The ``-d`` manifest
-    and the segments manifest start from it; a resume reuses files only when it is equal."""
-    digest = hashlib.sha256()
-    digest.update(noise.tobytes())
-    digest.update(class_vectors.tobytes())
-    song = Path(options.song)
-    return {
-        "song": song.name,
-        "song_size": song.stat().st_size,
-        "frame_length": options.frame_length,
-        "truncation": options.truncation,
-        "seed": seed,
-        "frames": len(noise),
-        "vectors_sha256": digest.hexdigest(),
-    }
-
-
-def _frames_manifest(
-    options: RenderOptions,
-    plan: Plan,
-    seed: int,
-    noise: np.ndarray,
-    class_vectors: np.ndarray,
-) -> dict[str, Any]:
-    """The settings that decide the pixels of a frames folder (for -d resume and -s)."""
-    return {
-        **vectors_identity(options, seed, noise, class_vectors),
-        "resolution": plan.spec.resolution,
-        "scaling": plan.spec.scaling,
-        "weights": plan.spec.weights_name,
-        "precision": plan.precision,
-        "pixels": plan.spec.pixels,
-    }
 
 
 def _run_overlapped(

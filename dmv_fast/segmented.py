@@ -114,7 +114,7 @@ def _manifest(
     class_vectors: np.ndarray,
 ) -> dict[str, Any]:
     """What decides a segment's pixels and bitstream: a rerun reuses segments only if equal."""
-    from dmv_fast.pipeline import vectors_identity
+    from dmv_fast.frames import vectors_identity
 
     model = {k: v for k, v in plan.to_dict().items() if k not in ("workers", "encoder")}
     return {

@@ -20,9 +20,8 @@ from _media import write_song
 
 from dmv_fast import pipeline
 from dmv_fast.audio import analyze
-from dmv_fast.frames import FrameStore
+from dmv_fast.frames import FrameStore, frames_folder
 from dmv_fast.options import RenderOptions
-from dmv_fast.pipeline import frames_folder
 from dmv_fast.plan import ModelSpec
 
 pytest.importorskip("torch")
