@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from _machine import GMAC_PER_FRAME, Sgemm, fraction_of_peak, machine_info, timed
 from dmv_fast_export import quality, quantize
 
 from dmv_fast import models
+from dmv_fast.bench.machine import GRAPH_GMAC, OtherLoad, Sgemm, cpu_summary, peak_fraction
 from dmv_fast.runtime import Generator
 
 TRUNCATION = 1.0  # the speed does not depend on it
@@ -97,9 +97,12 @@ def speed(
     deadline = time.monotonic() + max_seconds
     while min(len(t) for t in times.values()) < reps and time.monotonic() < deadline:
         for name, gen in gens.items():
-            wall, busy = timed(lambda gen=gen: gen.generate(noise, classes, TRUNCATION))
-            times[name].append(wall)
-            foreign.append(busy)
+            with OtherLoad() as load:
+                t0 = time.perf_counter()
+                gen.generate(noise, classes, TRUNCATION)
+                times[name].append(time.perf_counter() - t0)
+            if load.cores is not None:
+                foreign.append(load.cores)
         peaks.append(sgemm.gflops())  # the fp32 peak, under the same conditions
     out: dict[str, Any] = {"reps": min(len(t) for t in times.values())}
     out["sgemm_gflops_best"] = round(max(peaks), 1)
@@ -114,7 +117,7 @@ def speed(
     out["ratio_median"] = round(
         statistics.median(times["fp32"]) / statistics.median(times["int8"]), 3
     )
-    out["foreign_cpu_cores_median"] = round(statistics.median(foreign), 2)
+    out["foreign_cpu_cores_median"] = round(statistics.median(foreign), 2) if foreign else None
     return out
 
 
@@ -187,13 +190,15 @@ def in_range_study(fp32: Path, frames: int, threads: int) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
+    sg = m["sgemm"]
     lines = [
         "# int8 against fp32 on the CPU provider",
         "",
         f"{m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_flags']) or 'no AVX2'}), "
         f"{result['threads']} ORT threads, `--weights {result['weights']}`, one run ({result['when']}). "
-        f"fp32 peak of this machine in the same run: NumPy sgemm {m['sgemm_gflops']} GFLOP/s "
-        f"(best of 7, n={m['sgemm_n']}, {m['blas']}, OPENBLAS_CORETYPE={m['openblas_coretype']}; "
+        f"fp32 peak of this machine in the same run: NumPy sgemm {sg['gflops']} GFLOP/s "
+        f"(best of {sg['repeats']}, n={sg['n']}, {sg.get('blas', 'BLAS unknown')}, "
+        f"OPENBLAS_CORETYPE={sg['openblas_coretype'] or '(not set)'}; "
         f"{result['sgemm_end_gflops']} GFLOP/s at the end of the run). "
         "Repetitions alternate fp32 and int8; ratios are the figures to quote.",
         "",
@@ -342,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 
     batches = [int(b) for b in args.batches.split(",")]
 
-    machine = machine_info()
+    machine = cpu_summary()
     logging.info("machine: %s", machine)
     result: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
@@ -388,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.in_range:
         fp32 = models.ensure_onnx(128, weights(128), "fp32", max(batches))
         result["in_range"] = in_range_study(fp32, args.frames, args.threads)
-    result["sgemm_end_gflops"] = round(machine_info()["sgemm_gflops"], 1)
+    result["sgemm_end_gflops"] = cpu_summary()["sgemm"]["gflops"]
     write(result, Path(args.out))
     return 0
 
@@ -396,11 +401,10 @@ def main(argv: list[str] | None = None) -> int:
 def add_fractions(row: dict[str, Any]) -> None:
     """GFLOP/s of each graph and its share of the sgemm peak taken in the same repetitions."""
     for name in ("fp32", "int8"):
-        row[name].update(
-            fraction_of_peak(
-                row[name]["fps_best"], GMAC_PER_FRAME[row["resolution"]], row["sgemm_gflops_best"]
-            )
-        )
+        gmac = GRAPH_GMAC[row["resolution"]]
+        fps, peak = row[name]["fps_best"], row["sgemm_gflops_best"]
+        row[name]["gflops"] = round(2 * gmac * fps, 1)
+        row[name]["fraction_of_sgemm"] = peak_fraction(fps, gmac, peak)
 
 
 def write(result: dict[str, Any], out: Path) -> None:
