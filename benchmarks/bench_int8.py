@@ -113,10 +113,13 @@ def speed(
             "fps_median": round(batch / statistics.median(t), 3),
             "seconds": [round(x, 4) for x in t],
         }
-    out["ratio_best"] = round(min(times["fp32"]) / min(times["int8"]), 3)
-    out["ratio_median"] = round(
-        statistics.median(times["fp32"]) / statistics.median(times["int8"]), 3
-    )
+    for name, t in times.items():
+        if name != "fp32":  # each graph against fp32: "ratio_best" is the int8 graph's
+            suffix = "" if name == "int8" else f"_{name}"
+            out[f"ratio_best{suffix}"] = round(min(times["fp32"]) / min(t), 3)
+            out[f"ratio_median{suffix}"] = round(
+                statistics.median(times["fp32"]) / statistics.median(t), 3
+            )
     out["foreign_cpu_cores_median"] = round(statistics.median(foreign), 2) if foreign else None
     return out
 
