@@ -13,6 +13,13 @@ in float32 on purpose, by node-name group (:data:`GROUPS`): the conditioning mat
 linear``: class embedding, every BatchNorm's gain and bias, ``gen_z``), self-attention, and the
 last convolution (``conv_to_rgb``). Which ones is measured by ``benchmarks/bench_int8.py``.
 
+How the graph is quantized is a :class:`Recipe` (format, op types, activation type, extra
+options of ONNX Runtime's quantizer); :data:`RECIPE` is the default. ``bench_int8.py
+--recipes`` compares the others: QOperator instead of QDQ, the blocks' BatchNorm scale/shift,
+ReLU, skip path and residual sums in int8 as well (fewer Q/DQ steps, but the per-sample
+BatchNorm gains share one uint8 range and the pictures lose about 4 dB), and symmetric int8
+activations (s8 x s8, slower than u8 x s8 on AVX2 without VNNI).
+
 No torch here: quantizing needs onnx and onnxruntime only (an fp32 graph must exist, which
 takes the export step once). The quality check against fp32 is :mod:`dmv_fast_export.quality`.
 """
@@ -399,7 +406,7 @@ def quantize(
     reduce_range: bool = False,
     recipe: Recipe = RECIPE,
 ) -> Path:
-    """Write the int8 (QDQ) graph of ``fp32_path`` to ``out_path``.
+    """Write the int8 graph of ``fp32_path`` to ``out_path`` (QDQ unless ``recipe`` says).
 
     Args:
         fp32_path: an fp32 generator graph (inputs ``noise [B,128]``, ``classes [B,1000]``,
