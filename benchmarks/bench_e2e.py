@@ -402,7 +402,8 @@ def markdown(report: dict) -> str:
         *_extra_lines(report),
         "The original itself measured 343 s and 3.0 GB peak for this on a 2-core machine.",
         "",
-        "Reproduce: `python benchmarks/bench_e2e.py`",
+        "Reproduce: `python benchmarks/bench_e2e.py --seconds "
+        f"{report['settings']['song_seconds']:g} --repeat {report['settings']['repeat']}`",
     ]
     return "\n".join(lines) + "\n"
 
