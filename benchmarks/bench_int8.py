@@ -12,7 +12,7 @@ the same run) and the share of it each graph reaches.
 random weights were made for (see :func:`in_range_vectors`). ``--groups`` also quantizes the
 128-px graph with each layer group kept in float32 alone (none, first linear, attention, last
 conv, all three) to show what each buys. ``--recipes`` quantizes the 128-px graph by each
-recipe of :data:`RECIPES` (QDQ or QOperator, which op types, u8 or s8 activations, extra
+recipe of ``int8_recipes.RECIPES`` (QDQ or QOperator, which op types, u8 or s8 activations, extra
 options) and runs them all against fp32 in one alternating loop.
 
     python benchmarks/bench_int8.py [--resolutions 128,256] [--batches 1,4] [--reps 5]
@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 from dmv_fast_export import quality, quantize
+from int8_recipes import recipe_lines, recipe_study
 
 from dmv_fast import models
 from dmv_fast.bench.machine import GRAPH_GMAC, OtherLoad, Sgemm, cpu_summary, peak_fraction
@@ -156,65 +157,6 @@ def group_study(fp32: Path, batch: int, threads: int, frames: int, reps: int) ->
                 "ratio_median": s["ratio_median"],
             })  # fmt: skip
             logging.info("group study: %s %s", name, rows[-1])
-    return rows
-
-
-_ALL_OPS = ("Conv", "MatMul", *quantize.EXTRA_OP_TYPES)
-#: The ``--recipes`` study: short name -> (description, recipe). The first is the default.
-RECIPES: dict[str, tuple[str, quantize.Recipe]] = {
-    "default": ("QDQ, Conv + MatMul, u8 x s8 (the recipe)", quantize.RECIPE),
-    "qoperator": ("QOperator, Conv + MatMul", quantize.Recipe(fmt="qoperator")),
-    "bn": (
-        "QDQ, + BatchNorm Mul/Add and ReLU",
-        quantize.Recipe(op_types=("Conv", "MatMul", "Add", "Mul", "Relu")),
-    ),
-    "body": (
-        "QDQ, + every body op (Concat, Resize, Reshape...)",
-        quantize.Recipe(op_types=_ALL_OPS),
-    ),
-    "body_force": (
-        "QDQ, + every body op, ForceQuantizeNoInputCheck",
-        quantize.Recipe(op_types=_ALL_OPS, options=(("ForceQuantizeNoInputCheck", True),)),
-    ),
-    "qoperator_body": (
-        "QOperator, + every body op",
-        quantize.Recipe(fmt="qoperator", op_types=_ALL_OPS),
-    ),
-    "s8_symmetric": (
-        "QDQ, s8 x s8, ActivationSymmetric",
-        quantize.Recipe(activation="int8", options=(("ActivationSymmetric", True),)),
-    ),
-    "dedicated": ("QDQ, DedicatedQDQPair", quantize.Recipe(options=(("DedicatedQDQPair", True),))),
-}
-
-
-def recipe_study(fp32: Path, batch: int, threads: int, frames: int, reps: int) -> list[dict]:
-    """Quality and speed of the 128-px graph quantized by each of :data:`RECIPES` (one
-    calibration; the speed of all of them and fp32 in one alternating loop)."""
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="dmv-int8-recipes-") as tmp:
-        ranges = quantize.calibrate(fp32, Path(tmp) / "ranges.json")
-        paths = {}
-        for name, (_, recipe) in RECIPES.items():
-            paths[name] = quantize.quantize(
-                fp32, Path(tmp) / f"{name}.onnx", ranges_path=ranges, recipe=recipe
-            )
-        s = speed({"fp32": fp32, **paths}, batch, threads, reps, 600)
-        for name, (text, _) in RECIPES.items():
-            q = quality.compare(
-                paths[name], fp32, QUALITY_TRUNCATIONS, frames=frames, threads=threads
-            )
-            rows.append({
-                "recipe": name,
-                "description": text,
-                "psnr_db": {t: v["psnr_db"] for t, v in q.items()},
-                "ssim": {t: v["ssim"] for t, v in q.items()},
-                "fps_best": s[name]["fps_best"],
-                "ratio_best": s[f"ratio_best_{name}"],
-                "ratio_median": s[f"ratio_median_{name}"],
-            })  # fmt: skip
-            logging.info("recipe study: %s", rows[-1])
-        rows.append({"recipe": "fp32", "fps_best": s["fp32"]["fps_best"], "reps": s["reps"]})
     return rows
 
 
@@ -343,26 +285,7 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {' / '.join(f'{v:.3f}' for v in s.values())} | {row['ratio_best']:.2f}x "
                 f"| {row['ratio_median']:.2f}x |"
             )
-    if result.get("recipes"):
-        *rows, f32 = result["recipes"]
-        lines += [
-            "",
-            f"## Recipes (128 px, batch {result['groups_batch']})",
-            "",
-            "One calibration; quality as above; speed: every graph and fp32 in one alternating "
-            f"loop ({f32['reps']} repetitions each; fp32 {f32['fps_best']:.2f} frames/s best).",
-            "",
-            "| recipe | PSNR 0.2 / 0.5 / 1.0 (dB) | SSIM 0.2 / 0.5 / 1.0 | frames/s (best) "
-            "| int8/fp32 (best) | (median) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for row in rows:
-            p, s = row["psnr_db"], row["ssim"]
-            lines.append(
-                f"| {row['description']} | {' / '.join(f'{v:.1f}' for v in p.values())} "
-                f"| {' / '.join(f'{v:.3f}' for v in s.values())} | {row['fps_best']:.2f} "
-                f"| {row['ratio_best']:.2f}x | {row['ratio_median']:.2f}x |"
-            )
+    lines += recipe_lines(result)
     lines += ["", "## Decision", "", result["decision"], ""]
     return "\n".join(lines)
 
@@ -508,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         batch = max(batches)
         result["groups_batch"] = batch
         fp32 = models.ensure_onnx(128, weights(128), "fp32", batch)
-        result["recipes"] = recipe_study(fp32, batch, args.threads, args.frames, args.reps)
+        result["recipes"] = recipe_study(fp32, batch, args.threads, args.frames, args.reps, speed)
     if args.in_range:
         fp32 = models.ensure_onnx(128, weights(128), "fp32", max(batches))
         result["in_range"] = in_range_study(fp32, args.frames, args.threads)
