@@ -8,14 +8,20 @@ BigGAN-deep weights' architecture and the same noise and class vectors:
   min..max), every frame kept in memory, then one libx264 encode of all frames through PyAV
   (x264 defaults as the original's writer used them: preset medium, crf 23) and the song's
   audio muxed as AAC;
-- dmv-fast: ``dmv_fast.pipeline.render`` (ONNX Runtime on the CPU, uint8 made in the graph,
+- dmv-fast: ``dmv_fast.pipeline.render`` with a :class:`~dmv_fast.plan.ModelSpec` (ONNX
+  Runtime on the CPU at the plan's batch, capped at 4 there; uint8 made in the graph;
   generation overlapped with a streaming libx264 encode, crf 20, preset veryfast).
 
 Each side runs in its own Python process, so its wall time includes the imports and model
 setup a user waits for, and its peak RSS (``VmHWM``) is its own. A short untimed warm-up
-of both sides runs first (numba's and the OS's caches). Results: e2e_cpu.json and e2e_cpu.md.
+of both sides runs first (numba's and the OS's caches). The fixed start-up cost of a render
+is its own row: a 1-second song rendered in a fresh process by each side (imports, numba's
+kernels from their cache, model session, encoder). The same run measures the machine's fp32
+peak (NumPy sgemm, :func:`dmv_fast.bench.machine.sgemm_peak`) at the start and right after
+the generator-alone run, and the share of it each generator reaches. Results: e2e_cpu.json
+and e2e_cpu.md.
 
-    python benchmarks/bench_e2e.py [--out benchmarks/results] [--seconds 20]
+    python benchmarks/bench_e2e.py [--out benchmarks/results] [--seconds 20] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from e2e_report import TARGET_MEMORY, TARGET_SPEEDUP, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -40,8 +47,7 @@ if str(ROOT) not in sys.path:
 SEED = 1234
 # A fixed class list keeps both sides on the same vectors without a random class draw.
 CLASSES = (1, 22, 94, 130, 309, 323, 327, 340, 388, 417, 980, 985)
-TARGET_SPEEDUP = 4.0
-TARGET_MEMORY = 1 / 3
+STARTUP_SONG_S = 1.0  # the song of the start-up row: its render is nearly all fixed cost
 
 
 def _maxrss_mb() -> float:
@@ -50,21 +56,30 @@ def _maxrss_mb() -> float:
     return peak_rss_mb()
 
 
-def _options(song: str, output: str, resolution: int, batch_size: int, frame_length: int):
+def _options(song: str, output: str, frame_length: int):
+    """The per-render settings both sides share."""
     from dmv_fast.options import RenderOptions
 
     return RenderOptions(
         song=song,
-        resolution=resolution,
         frame_length=frame_length,
-        batch_size=batch_size,
         classes=CLASSES,
         output_file=output,
         seed=SEED,
+        encoder="x264",
+    )
+
+
+def _spec(resolution: int, batch_size: int):
+    """dmv-fast's model settings (the plan caps the batch on the CPU)."""
+    from dmv_fast.plan import ModelSpec
+
+    return ModelSpec(
+        resolution=resolution,
         weights="random",
         backend="cpu",
         precision="fp32",
-        encoder="x264",
+        batch_size=batch_size,
     )
 
 
@@ -129,7 +144,7 @@ def child_original(args: argparse.Namespace) -> dict:
     from dmv_fast.bench import stretch_to_uint8, torch_biggan
 
     t = {"imports": time.perf_counter() - t_start}
-    options = _options(args.song, args.output, args.resolution, args.batch_size, args.frame_length)
+    options = _options(args.song, args.output, args.frame_length)
     t0 = time.perf_counter()
     _, vectors = _vectors(options)
     t["analysis+vectors"] = time.perf_counter() - t0
@@ -175,8 +190,8 @@ def child_dmv_fast(args: argparse.Namespace) -> dict:
     from dmv_fast.pipeline import Visualizer, render
 
     imports = time.perf_counter() - t_start
-    options = _options(args.song, args.output, args.resolution, args.batch_size, args.frame_length)
-    vis = Visualizer.from_options(options)
+    options = _options(args.song, args.output, args.frame_length)
+    vis = Visualizer(_spec(args.resolution, args.batch_size), encoder=options.encoder)
     t0 = time.perf_counter()
     gen = vis.generator
     load = time.perf_counter() - t0
@@ -187,6 +202,7 @@ def child_dmv_fast(args: argparse.Namespace) -> dict:
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "providers": list(gen.providers),
         "encoder": result.encoder,
+        "plan": result.plan,
     }
 
 
@@ -194,9 +210,9 @@ def child_generate(args: argparse.Namespace) -> dict:
     """ONNX Runtime generation alone over the same vectors (for the breakdown)."""
     from dmv_fast.pipeline import Visualizer
 
-    options = _options(args.song, args.output, args.resolution, args.batch_size, args.frame_length)
+    options = _options(args.song, args.output, args.frame_length)
     _, vectors = _vectors(options)
-    vis = Visualizer.from_options(options)
+    vis = Visualizer(_spec(args.resolution, args.batch_size), encoder=options.encoder)
     gen = vis.generator
     gen.generate(vectors.noise[:1], vectors.class_vectors[:1], options.truncation)  # warm-up
     t0 = time.perf_counter()
@@ -275,85 +291,6 @@ def probe_video(path: Path) -> dict:
         }
 
 
-def _extra_lines(report: dict) -> list[str]:
-    extra = report.get("dmv_fast_other_batches") or []
-    if not extra:
-        return []
-    o = report["original"]
-    lines = [
-        "dmv-fast at other batch sizes (same song and settings otherwise):",
-        "",
-        "| batch | wall s | × faster than the original's way | peak RSS MiB | × original's RSS |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for r in extra:
-        lines.append(
-            f"| {r['batch_size']} | {r['wall_s']:.1f} | {o['wall_s'] / r['wall_s']:.2f} | "
-            f"{r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] / o['peak_rss_mb']:.2f} |"
-        )
-    return [*lines, ""]
-
-
-def markdown(report: dict) -> str:
-    env, o, d = report["environment"], report["original"], report["dmv_fast"]
-    r = report["ratios"]
-    ot, dt = o["timings"], d["timings"]
-    wall_o = ", ".join(f"{w:.1f} s" for w in report["all_runs"]["original"])
-    wall_d = ", ".join(f"{w:.1f} s" for w in report["all_runs"]["dmv-fast"])
-    lines = [
-        "# End to end on the CPU: the original's way vs dmv-fast",
-        "",
-        f"{env['date']} · {env['cpu']} · {env['cores_usable']} cores · load average "
-        f"{report['load_before']} before, {report['load_after']} after (other jobs shared the "
-        "machine) · torch "
-        f"{env['versions']['torch']} · onnxruntime {env['versions']['onnxruntime']}",
-        "",
-        f"{report['settings']['song_seconds']:g} s synthesized song, "
-        f"{report['settings']['resolution']} px, batch {report['settings']['batch_size']}, "
-        f"frame length {report['settings']['frame_length']}, random weights, same vectors; each "
-        "side in its own process (wall time includes imports and model setup).",
-        "",
-        "| | original's way | dmv-fast | ratio |",
-        "|---|---:|---:|---:|",
-        f"| wall time, s | {o['wall_s']:.1f} | {d['wall_s']:.1f} | "
-        f"**{r['speedup']:.2f}× faster** (target ≥ {TARGET_SPEEDUP:g}×) |",
-        f"| peak RSS, MiB | {o['peak_rss_mb']:.0f} | {d['peak_rss_mb']:.0f} | "
-        f"**{r['memory']:.2f}×** (target ≤ {TARGET_MEMORY:.2f}×) |",
-        f"| frames in the MP4 | {o['video']['frames']} | {d['video']['frames']} | |",
-        f"| cores busy with other jobs meanwhile | {o['other_cores_busy']:.2f} | "
-        f"{d['other_cores_busy']:.2f} | |",
-        "",
-        f"Wall times of every run (the fastest is shown above): original {wall_o}; dmv-fast "
-        f"{wall_d}.",
-        "",
-        "Where the time goes (s):",
-        "",
-        "| stage | original's way | dmv-fast |",
-        "|---|---:|---:|",
-        f"| imports | {ot['imports']:.1f} | {dt['imports']:.1f} |",
-        f"| analysis + vectors | {ot['analysis+vectors']:.1f} | "
-        f"{dt.get('analysis', 0) + dt.get('vectors', 0):.1f} |",
-        f"| model setup | {ot['model']:.1f} (build torch model) | {dt['session']:.1f} "
-        "(ONNX Runtime session, cached graph) |",
-        f"| generate | {ot['torch_generate']:.1f} (torch eager) | "
-        f"{report['ort_generate_s']:.1f} (ONNX Runtime alone, separate run) |",
-        f"| uint8 conversion | {ot['convert']:.1f} (NumPy per frame) | in the graph |",
-        f"| encode | {ot['encode']:.1f} (after all frames, x264 medium) | overlapped "
-        "(x264 veryfast) |",
-        f"| generate + convert + encode | {ot['torch_generate'] + ot['convert'] + ot['encode']:.1f}"
-        f" | {dt.get('render', 0):.1f} (overlapped) |",
-        "",
-        f"Generator alone: torch eager {r['torch_fps']:.2f} frames/s vs ONNX Runtime "
-        f"{r['ort_fps']:.2f} frames/s ({r['generator_speedup']:.2f}×).",
-        "",
-        *_extra_lines(report),
-        "The original itself measured 343 s and 3.0 GB peak for this on a 2-core machine.",
-        "",
-        "Reproduce: `python benchmarks/bench_e2e.py`",
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -383,22 +320,38 @@ def main() -> None:
         return
 
     from dmv_fast.bench import environment, write_song
-    from dmv_fast.models import ensure_onnx
+    from dmv_fast.bench.machine import GRAPH_GMAC, ORIGINAL_GMAC, peak_fraction, sgemm_peak
+    from dmv_fast.models import ensure_graph
+    from dmv_fast.plan import resolve
 
     args.out.mkdir(parents=True, exist_ok=True)
     # The ONNX graphs are exported once and cached; a user pays that once, not per render.
+    plans = {}
     for batch in [args.batch_size, *args.extra_batch]:
-        ensure_onnx(args.resolution, "random", "fp32", batch, scaling=1, pixels="stretch")
+        plans[batch] = resolve(_spec(args.resolution, batch), encoder="x264")
+        ensure_graph(plans[batch])
+    sgemm = [sgemm_peak()]
     runs: dict[str, list[dict]] = {"original": [], "dmv-fast": []}
+    startup: dict[str, list[dict]] = {"original": [], "dmv-fast": []}
     extra: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="dmv-fast-e2e-") as tmp:
         work = Path(tmp)
         song = write_song(work / "song.wav", args.seconds)
+        short = write_song(work / "short.wav", STARTUP_SONG_S)
+        first: dict[str, float] = {}
         if not args.no_warmup:
-            short = write_song(work / "warmup.wav", 1.0)
             for kind in ("dmv-fast", "original"):
                 print(f"warm-up: {kind}", file=sys.stderr)
-                run_child(kind, short, work / f"warmup-{kind}.mp4", args)
+                first[kind] = run_child(kind, short, work / f"warmup-{kind}.mp4", args)["wall_s"]
+        # The fixed cost of a render: a 1-second song in a fresh process (imports, numba's
+        # compiled kernels from its cache, the model session, the encoder), alternating sides.
+        for i in range(args.repeat):
+            for kind in ("original", "dmv-fast"):
+                print(f"start-up {kind} ({i + 1}/{args.repeat})", file=sys.stderr)
+                out = work / f"short-{kind}.mp4"
+                result = run_child(kind, short, out, args)
+                result["video"] = probe_video(out)
+                startup[kind].append(result)
         load_before = round(os.getloadavg()[0], 2)
         for i in range(args.repeat):
             for kind in ("original", "dmv-fast"):
@@ -419,6 +372,7 @@ def main() -> None:
             extra.append(result)
         print("timing ONNX Runtime generation alone", file=sys.stderr)
         gen = run_child("generate", song, work / "generate.mp4", args)
+        sgemm.append(sgemm_peak())  # right after the generator alone, under the same load
 
     # The fastest of the repeats: interference from other jobs only ever adds time.
     original = min(runs["original"], key=lambda r: r["wall_s"])
@@ -426,6 +380,10 @@ def main() -> None:
     frames = original["frames"]
     ort_gen = gen["timings"]["ort_generate"]
     torch_gen = original["timings"]["torch_generate"]
+    peak = max(s["gflops"] for s in sgemm)
+    ort_fps, torch_fps = gen["frames"] / ort_gen, frames / torch_gen
+    start_o = min(startup["original"], key=lambda r: r["wall_s"])
+    start_d = min(startup["dmv-fast"], key=lambda r: r["wall_s"])
     report = {
         "environment": environment(),
         "settings": {
@@ -444,13 +402,35 @@ def main() -> None:
         "dmv_fast": fast,
         "all_runs": {k: [r["wall_s"] for r in v] for k, v in runs.items()},
         "dmv_fast_other_batches": extra,
+        "dmv_fast_plan": plans[args.batch_size].to_dict(),
+        "startup": {
+            "song_seconds": STARTUP_SONG_S,
+            "original": start_o,
+            "dmv_fast": start_d,
+            "all_runs": {k: [r["wall_s"] for r in v] for k, v in startup.items()},
+            "first_run_wall_s": first,
+        },
+        "sgemm": {"runs": sgemm, "gflops": peak},
+        "generator_peak_fraction": {
+            "ort_gmac_per_frame": GRAPH_GMAC[args.resolution],
+            "ort_gflops": round(2 * GRAPH_GMAC[args.resolution] * ort_fps, 1),
+            "ort": peak_fraction(ort_fps, GRAPH_GMAC[args.resolution], peak),
+            "torch_gmac_per_frame": ORIGINAL_GMAC[args.resolution],
+            "torch_gflops": round(2 * ORIGINAL_GMAC[args.resolution] * torch_fps, 1),
+            "torch": peak_fraction(torch_fps, ORIGINAL_GMAC[args.resolution], peak),
+        },
         "ort_generate_s": ort_gen,
         "ratios": {
             "speedup": round(original["wall_s"] / fast["wall_s"], 3),
             "memory": round(fast["peak_rss_mb"] / original["peak_rss_mb"], 3),
-            "torch_fps": round(frames / torch_gen, 3),
-            "ort_fps": round(gen["frames"] / ort_gen, 3),
-            "generator_speedup": round(torch_gen / ort_gen, 3),
+            "torch_fps": round(torch_fps, 3),
+            "ort_fps": round(ort_fps, 3),
+            "generator_speedup": round(ort_fps / torch_fps, 3),
+            "startup": round(start_o["wall_s"] / start_d["wall_s"], 3),
+            "without_startup": round(
+                (original["wall_s"] - start_o["wall_s"]) / (fast["wall_s"] - start_d["wall_s"]),
+                3,
+            ),
         },
     }
     report["targets_met"] = {

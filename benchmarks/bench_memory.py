@@ -4,9 +4,9 @@ Both are rendered with ``dmv_fast.pipeline.render`` at the same settings (128 px
 weights, CPU, x264) in their own Python process; each reports its peak RSS (``VmHWM``).
 A large frame length (8192 samples: 2.7 frames per second of audio) keeps the run short
 while every stage (decode, analysis, vectors, generation, encode, audio mux) still sees the
-whole song, and still gives the short clip two generator batches of 30: ONNX Runtime's CPU
-memory arena reaches its steady size only at the second call, so a one-batch clip would
-understate the baseline. Target: the long song's peak within 1.15x of the short clip's.
+whole song, and still gives the short clip many generator batches (the plan's batch, capped
+at 4 on the CPU): ONNX Runtime's CPU memory arena reaches its steady size only at the second
+call, so a one-batch clip would understate the baseline. Target: the long song's peak within 1.15x of the short clip's.
 Results: memory.json and memory.md.
 
     python benchmarks/bench_memory.py [--out benchmarks/results]
@@ -60,22 +60,17 @@ def child(args: argparse.Namespace) -> dict:
 
     options = RenderOptions(
         song=args.song,
-        resolution=args.resolution,
         frame_length=args.frame_length,
-        batch_size=args.batch_size,
         classes=CLASSES,
         # The default smoothing spans 20 x 512 samples, less than one frame at a frame length
         # above 10240: no smoothing then (smooth_factor 20 would be refused).
         smooth_factor=20 if args.frame_length <= 20 * 512 else 1,
         output_file=args.output,
         seed=SEED,
-        weights="random",
-        backend="cpu",
-        precision="fp32",
         encoder="x264",
     )
     t0 = time.perf_counter()
-    result = render(options, overwrite=True)
+    result = render(options, _spec(args), overwrite=True)
     return {
         "frames": result.frames,
         "video_s": round(float(result.frames / result.fps), 3),
@@ -83,6 +78,19 @@ def child(args: argparse.Namespace) -> dict:
         "timings": {k: round(v, 3) for k, v in result.timings.items()},
         "peak_rss_mb": _maxrss_mb(),
     }
+
+
+def _spec(args: argparse.Namespace):
+    """The model settings of both renders (the plan caps the batch on the CPU)."""
+    from dmv_fast.plan import ModelSpec
+
+    return ModelSpec(
+        resolution=args.resolution,
+        weights="random",
+        backend="cpu",
+        precision="fp32",
+        batch_size=args.batch_size,
+    )
 
 
 def run(song: Path, output: Path, args: argparse.Namespace, analysis_only: bool = False) -> dict:
@@ -118,10 +126,12 @@ def main() -> None:
         return
 
     from dmv_fast.bench import environment, write_song
-    from dmv_fast.models import ensure_onnx
+    from dmv_fast.models import ensure_graph
+    from dmv_fast.plan import resolve
 
     args.out.mkdir(parents=True, exist_ok=True)
-    ensure_onnx(args.resolution, "random", "fp32", args.batch_size, scaling=1, pixels="stretch")
+    plan = resolve(_spec(args), encoder="x264")
+    ensure_graph(plan)
     with tempfile.TemporaryDirectory(prefix="dmv-fast-memory-") as tmp:
         work = Path(tmp)
         short_song = write_song(work / "short.wav", args.short)
@@ -148,6 +158,7 @@ def main() -> None:
             "resolution": args.resolution,
             "frame_length": args.frame_length,
             "batch_size": args.batch_size,
+            "plan": plan.to_dict(),
             "weights": "random",
             "backend": "cpu",
             "encoder": "x264",
@@ -170,7 +181,8 @@ def main() -> None:
             "jobs shared the machine; memory is not affected by load)",
             "",
             f"`dmv_fast.pipeline.render`, {args.resolution} px, random weights, CPU, x264, frame"
-            f" length {args.frame_length}, batch {args.batch_size}; each song in its own process.",
+            f" length {args.frame_length}, batch {plan.batch_size} (asked {args.batch_size}, the"
+            " plan's CPU cap applies); each song in its own process.",
             "",
             "| song | frames | render s | peak RSS MiB | decode alone, peak MiB "
             "| decode + analysis alone, peak MiB |",

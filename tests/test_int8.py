@@ -205,3 +205,45 @@ def test_bench_row_plans_the_int8_graph_on_the_cpu():
     plan = backend_plan("ort-cpu-int8", 128, 8)
     assert (plan.backend, plan.precision, plan.pixel_format) == ("cpu", "int8", "rgb24")
     assert plan.batch_size == 4  # the CPU batch cap, as for "ort-cpu"
+
+
+def test_recipe_refuses_unknown_settings():
+    with pytest.raises(ValueError, match="format 'qlinear'"):
+        quantize.Recipe(fmt="qlinear")
+    with pytest.raises(ValueError, match="activation 'int4'"):
+        quantize.Recipe(activation="int4")
+    with pytest.raises(ValueError, match="op type 'Softmax'"):
+        quantize.Recipe(op_types=("Conv", "Softmax"))
+    assert quantize.Recipe() == quantize.RECIPE  # the measured default: QDQ, Conv + MatMul
+
+
+def test_body_op_recipe_keeps_the_conditioning_path_in_float(graphs, tmp_path):
+    """Quantizing the blocks' BatchNorm scale/shift, ReLU, skip path and residual sums puts
+    them between Q/DQ pairs, while the BatchNorm statistics and gains (``bn.*``) stay float."""
+    fp32 = graphs[0]
+    batches = [
+        feed
+        for k, t in enumerate((0.2, 0.6, 1.0))
+        for feed in quantize.feeds(*_in_range(t, BATCH, 200 + k), t, BATCH)
+    ]
+    ranges = quantize.calibrate(fp32, tmp_path / "ranges.json", batches)
+    recipe = quantize.Recipe(op_types=("Conv", "MatMul", *quantize.EXTRA_OP_TYPES))
+    int8 = quantize.quantize(fp32, tmp_path / "body.onnx", ranges_path=ranges, recipe=recipe)
+    model = onnx.load(str(int8))
+    producer = {out: n for n in model.graph.node for out in n.output}
+
+    def fed_by_dq(node):
+        return any(
+            producer.get(x) is not None and producer[x].op_type == "DequantizeLinear"
+            for x in node.input
+        )
+
+    nodes = {n.name: n for n in model.graph.node}
+    shifted = [n for name, n in nodes.items() if name.endswith("bn_1.shifted/Add")]
+    assert shifted and all(fed_by_dq(n) for n in shifted)
+    conditioning = [
+        n for name, n in nodes.items() if name.startswith(("bn.a32", "bn.mean", "bn.var"))
+    ]
+    assert conditioning and not any(fed_by_dq(n) for n in conditioning)
+    figures = quality.compare(int8, fp32, (0.5,), frames=2, vectors=_in_range)
+    assert figures["0.5"]["psnr_db"] >= 20, figures  # the same picture, if a blurrier one

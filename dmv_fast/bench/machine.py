@@ -177,6 +177,54 @@ def sgemm_peak(n: int = SGEMM_SIZE, repeats: int = SGEMM_REPEATS) -> dict[str, A
     }
 
 
+class Sgemm:
+    """One ``[n, n] @ [n, n]`` float32 product, timed on demand.
+
+    :func:`sgemm_peak` measures the peak once; a benchmark that alternates variants calls
+    :meth:`gflops` between its repetitions so the peak is sampled under the same machine load
+    as the figures it normalises. The matrices are made once (``3 n^2`` floats: 48 MiB at
+    n = 2048).
+    """
+
+    def __init__(self, n: int = SGEMM_SIZE) -> None:
+        rng = np.random.default_rng(0)
+        self.n = n
+        self.a = rng.standard_normal((n, n), dtype=np.float32)
+        self.b = rng.standard_normal((n, n), dtype=np.float32)
+        self.out = np.empty((n, n), np.float32)
+        np.matmul(self.a, self.b, out=self.out)  # untimed: page in and warm the BLAS threads
+
+    def gflops(self) -> float:
+        """GFLOP/s of one product (2 n^3 floating-point operations)."""
+        t0 = time.perf_counter()
+        np.matmul(self.a, self.b, out=self.out)
+        return 2 * self.n**3 / (time.perf_counter() - t0) / 1e9
+
+
+#: CPU flags that decide which kernels ONNX Runtime's integer and float paths use.
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+
+
+def cpu_flags(wanted: tuple[str, ...] = VECTOR_FLAGS) -> list[str]:
+    """Which of ``wanted`` the CPU has (``/proc/cpuinfo`` flags; empty where unknown)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in wanted if f in have]
+    return []
+
+
+def cpu_summary(n: int = SGEMM_SIZE) -> dict[str, Any]:
+    """The CPU's name, logical cores, vector flags and :func:`sgemm_peak` (key ``sgemm``)."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "sgemm": sgemm_peak(n),
+    }
+
+
 def peak_fraction(frames_per_s: float, gmac_per_frame: float, gflops: float) -> float:
     """The share of the sgemm peak a generator reaches: ``2 * GMAC * frames/s / GFLOP/s``."""
     return round(2 * gmac_per_frame * frames_per_s / gflops, 4)

@@ -13,6 +13,13 @@ in float32 on purpose, by node-name group (:data:`GROUPS`): the conditioning mat
 linear``: class embedding, every BatchNorm's gain and bias, ``gen_z``), self-attention, and the
 last convolution (``conv_to_rgb``). Which ones is measured by ``benchmarks/bench_int8.py``.
 
+How the graph is quantized is a :class:`Recipe` (format, op types, activation type, extra
+options of ONNX Runtime's quantizer); :data:`RECIPE` is the default. ``bench_int8.py
+--recipes`` compares the others: QOperator instead of QDQ, the blocks' BatchNorm scale/shift,
+ReLU, skip path and residual sums in int8 as well (fewer Q/DQ steps, but the per-sample
+BatchNorm gains share one uint8 range and the pictures lose about 4 dB), and symmetric int8
+activations (s8 x s8, slower than u8 x s8 on AVX2 without VNNI).
+
 No torch here: quantizing needs onnx and onnxruntime only (an fp32 graph must exist, which
 takes the export step once). The quality check against fp32 is :mod:`dmv_fast_export.quality`.
 """
@@ -28,6 +35,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +305,59 @@ def calibrate(
     return ranges_path
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How the graph is quantized (ONNX Runtime's ``quantize_static`` settings).
+
+    Attributes:
+        fmt: ``"qdq"`` (QuantizeLinear/DequantizeLinear around float ops, fused by ONNX
+            Runtime) or ``"qoperator"`` (QLinearConv and friends written out).
+        op_types: op types quantized. Conv and MatMul everywhere but the kept groups; the
+            others (:data:`EXTRA_OP_TYPES`) only in the body's blocks (:data:`_BODY_EXTRA`),
+            never in the conditioning path or the pixel tail.
+        activation: ``"uint8"`` (asymmetric; u8 x s8 is the AVX2 fast path) or ``"int8"``.
+        options: ``extra_options`` of ``quantize_static`` as ``(name, value)`` pairs.
+    """
+
+    fmt: str = "qdq"
+    op_types: tuple[str, ...] = ("Conv", "MatMul")
+    activation: str = "uint8"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.fmt not in ("qdq", "qoperator"):
+            raise ValueError(f"recipe format {self.fmt!r}: expected 'qdq' or 'qoperator'")
+        if self.activation not in ("uint8", "int8"):
+            raise ValueError(f"recipe activation {self.activation!r}: expected uint8 or int8")
+        bad = [t for t in self.op_types if t not in (*_OP_TYPES, *EXTRA_OP_TYPES)]
+        if bad:
+            raise ValueError(f"recipe op type {bad[0]!r} is not quantizable here")
+
+
+#: Op types besides Conv and MatMul a recipe may quantize (calibrated in every ranges file).
+EXTRA_OP_TYPES = ("Add", "Mul", "Relu", "Concat", "Resize", "Reshape", "Unsqueeze", "Slice")
+#: Body nodes the extra op types are quantized in: the blocks' BatchNorm scale/shift, ReLU,
+#: the phase interleave of the up-sampling convolutions, the skip path and residual sum, and
+#: the final BatchNorm (the conditioning ``bn.*`` tables, attention and the tail stay float).
+_BODY_EXTRA = r"^(layers\.\d+\.(bn_\d|conv_\d|skip_|out/)|bn\.(scaled|shifted|relu)/)"
+#: The recipe int8 graphs are made with (see benchmarks/results/int8_cpu.md).
+RECIPE = Recipe()
+
+
+def recipe_exclude(model: onnx.ModelProto, recipe: Recipe, keep: Sequence[str]) -> list[str]:
+    """Names of the nodes ``recipe`` must leave in float32: the kept groups' and the pixel
+    tail's Conv/MatMul, and every extra-op node outside :data:`_BODY_EXTRA`."""
+    groups = layer_nodes(model)
+    exclude = [n for g in (*keep, "pixel_tail") for n in groups[g]]
+    extra = set(recipe.op_types) - set(_OP_TYPES)
+    exclude += [
+        node.name
+        for node in model.graph.node
+        if node.op_type in extra and not re.match(_BODY_EXTRA, node.name)
+    ]
+    return exclude
+
+
 def _quantize(
     model: onnx.ModelProto | Path,
     out: Path,
@@ -304,9 +365,12 @@ def _quantize(
     reader: Any,
     ranges_path: Path,
     reduce_range: bool = False,
+    recipe: Recipe = RECIPE,
 ) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    calibrating = reader is not None
+    options = {"CalibStridedMinMax": 1} if calibrating else dict(recipe.options)
     # ONNX Runtime's quantizer logs advice through the root logger; keep it out of the user's.
     root = logging.getLogger()
     level = root.level
@@ -316,15 +380,17 @@ def _quantize(
             model if isinstance(model, onnx.ModelProto) else os.fspath(model),
             os.fspath(out),
             reader,
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(_OP_TYPES),
+            quant_format=QuantFormat.QOperator if recipe.fmt == "qoperator" else QuantFormat.QDQ,
+            op_types_to_quantize=list(
+                (*_OP_TYPES, *EXTRA_OP_TYPES) if calibrating else recipe.op_types
+            ),
             per_channel=True,
             reduce_range=reduce_range,
-            activation_type=QuantType.QUInt8,
+            activation_type=QuantType.QUInt8 if recipe.activation == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=list(exclude),
             calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"CalibStridedMinMax": 1} if reader is not None else {},
+            extra_options=options,
             calibration_cache_path=ranges_path,
         )
     finally:
@@ -338,8 +404,9 @@ def quantize(
     keep: Iterable[str] = DEFAULT_KEEP,
     ranges_path: str | os.PathLike[str] | None = None,
     reduce_range: bool = False,
+    recipe: Recipe = RECIPE,
 ) -> Path:
-    """Write the int8 (QDQ) graph of ``fp32_path`` to ``out_path``.
+    """Write the int8 graph of ``fp32_path`` to ``out_path`` (QDQ unless ``recipe`` says).
 
     Args:
         fp32_path: an fp32 generator graph (inputs ``noise [B,128]``, ``classes [B,1000]``,
@@ -349,16 +416,16 @@ def quantize(
         ranges_path: activation ranges from :func:`calibrate`; calibrated here (on render
             vectors, :func:`calibration_feeds`) when ``None`` or missing.
         reduce_range: 7-bit weights (for CPUs whose 8-bit dot products can saturate).
+        recipe: the quantization settings (:data:`RECIPE`).
     """
     keep = check_keep(keep)
     model = equalize(onnx.load(os.fspath(fp32_path)))
-    groups = layer_nodes(model)
-    exclude = [n for g in (*keep, "pixel_tail") for n in groups[g]]
+    exclude = recipe_exclude(model, recipe, keep)
     with tempfile.TemporaryDirectory(prefix="dmv-int8-") as tmp:
         ranges = Path(ranges_path) if ranges_path is not None else Path(tmp) / "ranges.json"
         if not ranges.is_file():
             calibrate(fp32_path, ranges)
-        _quantize(model, Path(out_path), exclude, None, ranges, reduce_range)
+        _quantize(model, Path(out_path), exclude, None, ranges, reduce_range, recipe)
     quantized = onnx.load(os.fspath(out_path))
     meta = {p.key: p for p in quantized.metadata_props}
     extra = {"dmv_fast.precision": "int8", "dmv_fast.int8_fp32_groups": ",".join(keep) or "-"}
