@@ -237,24 +237,7 @@ def reference_vectors(
             while s > 0 and means[order[s]] > means[order[s - 1]] * (1 + params.hysteresis):
                 order[s], order[s - 1] = order[s - 1], order[s]
                 s -= 1
-        new = np.zeros(N_IMAGENET)
-        for j in range(k):
-            new[classes[j]] = (cv[classes[j]] + chroma[i, order[j]] / ps) / (1 + 1 / ps)
-        if k > 6:
-            nonzero = new[new != 0]
-            m = nonzero.min() if nonzero.size else 0.0
-            new[new == 0] = m
-            spread = np.ptp(new)
-            new = (new - m) / spread if spread > 0 else np.zeros(N_IMAGENET)
-        else:
-            top = new.max()
-            if top > 0:
-                new = new / top
-        new = new * params.depth
-        nonzero = new[new != 0]
-        if nonzero.size == 0 or np.std(nonzero) < offline.NUDGE_STD:
-            new[classes[0]] += offline.NUDGE
-        cv = new
+        cv = offline.reference_class_step(cv, classes, chroma[i, order[:k]], ps, params.depth)
         rows.append(cv)
     sf, la = params.smooth_frames, params.lookahead
     ends = [min(t + la, n - 1) for t in range(n)]

@@ -225,28 +225,38 @@ def reference_trajectory(
         direction = np.where(
             nv >= 2 * truncation - ts, -1.0, np.where(nv < -2 * truncation + ts, 1.0, direction)
         )
-        new = np.zeros(N_IMAGENET)
-        for j in range(k):
-            c = classes[j]
-            new[c] = (cv[c] + chroma[chromasort[j], i] / ps) / (1 + 1 / ps)
-        if k > 6:
-            nonzero = new[new != 0]
-            m = nonzero.min() if nonzero.size else 0.0
-            new[new == 0] = m
-            spread = np.ptp(new)
-            new = (new - m) / spread if spread > 0 else np.zeros(N_IMAGENET)
-        else:
-            top = new.max()
-            if top > 0:
-                new = new / top
-        new = new * depth
-        nonzero = new[new != 0]
-        if nonzero.size == 0 or np.std(nonzero) < NUDGE_STD:
-            new[classes[0]] += NUDGE
-        cv = new
+        cv = reference_class_step(cv, classes, chroma[chromasort[:k], i], ps, depth)
         class_vectors.append(cv)
     smoothed = reference_smooth(np.array(class_vectors), smooth_frames, n)
     return np.array(noise[:n]), smoothed
+
+
+def reference_class_step(
+    cv: np.ndarray, classes: tuple[int, ...], pitch: np.ndarray, ps: float, depth: float
+) -> np.ndarray:
+    """SPEC §4 steps 4-7 for one frame: the next ``[1000]`` class vector from the last one.
+
+    ``pitch[j]`` is the chroma value of the pitch that drives ``classes[j]``. The offline and
+    the online references both step the classes through this one function.
+    """
+    new = np.zeros(N_IMAGENET)
+    for j, c in enumerate(classes):
+        new[c] = (cv[c] + pitch[j] / ps) / (1 + 1 / ps)
+    if len(classes) > 6:
+        nonzero = new[new != 0]
+        m = nonzero.min() if nonzero.size else 0.0
+        new[new == 0] = m
+        spread = np.ptp(new)
+        new = (new - m) / spread if spread > 0 else np.zeros(N_IMAGENET)
+    else:
+        top = new.max()
+        if top > 0:
+            new = new / top
+    new = new * depth
+    nonzero = new[new != 0]
+    if nonzero.size == 0 or np.std(nonzero) < NUDGE_STD:
+        new[classes[0]] += NUDGE
+    return new
 
 
 def reference_smooth(class_vectors: np.ndarray, sf: int, n_out: int) -> np.ndarray:
