@@ -82,6 +82,7 @@ def main() -> int:
 
     from dmv_fast.audio import _features, analyze, load_audio
     from dmv_fast.options import RenderOptions
+    from dmv_fast.reference import reference_trajectory
     from dmv_fast.trajectory import (
         compute_vectors,
         draw_random,
@@ -89,7 +90,6 @@ def main() -> int:
         first_class_vector,
         jitter_factors,
         kernel_trajectory_columns,
-        reference_trajectory,
     )
 
     fl = args.frame_length

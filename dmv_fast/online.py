@@ -50,6 +50,7 @@ from numba import njit
 from dmv_fast import trajectory as offline
 from dmv_fast.audio import N_PITCHES, SAMPLE_RATE
 from dmv_fast.options import MAX_CLASSES, MAX_SEED, N_IMAGENET, RenderOptions
+from dmv_fast.reference import reference_class_step
 from dmv_fast.trajectory import JITTER_PERIOD, NOISE_DIM
 
 N_FFT = 2048  # mel frames, as librosa.feature.melspectrogram
@@ -237,7 +238,7 @@ def reference_vectors(
             while s > 0 and means[order[s]] > means[order[s - 1]] * (1 + params.hysteresis):
                 order[s], order[s - 1] = order[s - 1], order[s]
                 s -= 1
-        cv = offline.reference_class_step(cv, classes, chroma[i, order[:k]], ps, params.depth)
+        cv = reference_class_step(cv, classes, chroma[i, order[:k]], ps, params.depth)
         rows.append(cv)
     sf, la = params.smooth_frames, params.lookahead
     ends = [min(t + la, n - 1) for t in range(n)]

@@ -12,6 +12,7 @@ import pytest
 from dmv_fast.audio import AudioFeatures, analyze
 from dmv_fast.options import RenderOptions
 from dmv_fast.pipeline import video_frame_count
+from dmv_fast.reference import reference_trajectory
 from dmv_fast.trajectory import (
     compute_vectors,
     draw_random,
@@ -19,7 +20,6 @@ from dmv_fast.trajectory import (
     first_class_vector,
     jitter_factors,
     kernel_trajectory,
-    reference_trajectory,
     truncated_normal,
 )
 
