@@ -80,10 +80,11 @@ def main() -> int:
     import numba
     import soundfile as sf
 
-    from dmv_fast.audio import _features, analyze, load_audio
-    from dmv_fast.options import RenderOptions
-    from dmv_fast.reference import reference_trajectory
-    from dmv_fast.trajectory import (
+    from dmv_fast.audio.decode import load_audio
+    from dmv_fast.audio.features import _features, analyze
+    from dmv_fast.settings.options import RenderOptions
+    from dmv_fast.vectors.reference import reference_trajectory
+    from dmv_fast.vectors.trajectory import (
         compute_vectors,
         draw_random,
         drive_signal,

@@ -8,7 +8,7 @@ BigGAN-deep weights' architecture and the same noise and class vectors:
   min..max), every frame kept in memory, then one libx264 encode of all frames through PyAV
   (x264 defaults as the original's writer used them: preset medium, crf 23) and the song's
   audio muxed as AAC;
-- dmv-fast: ``dmv_fast.pipeline.render`` with a :class:`~dmv_fast.plan.ModelSpec` (ONNX
+- dmv-fast: ``dmv_fast.render.api.render`` with a :class:`~dmv_fast.settings.spec.ModelSpec` (ONNX
   Runtime on the CPU at the plan's batch, capped at 4 there; uint8 made in the graph;
   generation overlapped with a streaming libx264 encode, crf 20, preset veryfast).
 
@@ -58,7 +58,7 @@ def _maxrss_mb() -> float:
 
 def _options(song: str, output: str, frame_length: int):
     """The per-render settings both sides share."""
-    from dmv_fast.options import RenderOptions
+    from dmv_fast.settings.options import RenderOptions
 
     return RenderOptions(
         song=song,
@@ -72,7 +72,7 @@ def _options(song: str, output: str, frame_length: int):
 
 def _spec(resolution: int, batch_size: int):
     """dmv-fast's model settings (the plan caps the batch on the CPU)."""
-    from dmv_fast.plan import ModelSpec
+    from dmv_fast.settings.spec import ModelSpec
 
     return ModelSpec(
         resolution=resolution,
@@ -85,8 +85,8 @@ def _spec(resolution: int, batch_size: int):
 
 def _vectors(options):
     """Features and vectors as the render computes them (same seed, same classes)."""
-    from dmv_fast.audio import analyze
-    from dmv_fast.trajectory import compute_vectors
+    from dmv_fast.audio.features import analyze
+    from dmv_fast.vectors.trajectory import compute_vectors
 
     features = analyze(options.song, options.frame_length)
     vectors = compute_vectors(features, options, seed=options.seed)
@@ -187,7 +187,7 @@ def child_original(args: argparse.Namespace) -> dict:
 
 def child_dmv_fast(args: argparse.Namespace) -> dict:
     t_start = time.perf_counter()
-    from dmv_fast.pipeline import Visualizer, render
+    from dmv_fast.render.api import Visualizer, render
 
     imports = time.perf_counter() - t_start
     options = _options(args.song, args.output, args.frame_length)
@@ -208,7 +208,7 @@ def child_dmv_fast(args: argparse.Namespace) -> dict:
 
 def child_generate(args: argparse.Namespace) -> dict:
     """ONNX Runtime generation alone over the same vectors (for the breakdown)."""
-    from dmv_fast.pipeline import Visualizer
+    from dmv_fast.render.api import Visualizer
 
     options = _options(args.song, args.output, args.frame_length)
     _, vectors = _vectors(options)
@@ -321,8 +321,8 @@ def main() -> None:
 
     from dmv_fast.bench import environment, write_song
     from dmv_fast.bench.machine import GRAPH_GMAC, ORIGINAL_GMAC, peak_fraction, sgemm_peak
-    from dmv_fast.models import ensure_graph
-    from dmv_fast.plan import resolve
+    from dmv_fast.model.cache import ensure_graph
+    from dmv_fast.settings.plan import resolve
 
     args.out.mkdir(parents=True, exist_ok=True)
     # The ONNX graphs are exported once and cached; a user pays that once, not per render.

@@ -1,7 +1,7 @@
 """libx264 throughput for segmented rendering: 1, 2, 4 ... encoder processes side by side.
 
 Each encoder is a separate process encoding one segment exactly as a segment worker does
-(:func:`dmv_fast.segments.encode_segment`: libx264, preset veryfast, crf 20, one thread,
+(:func:`dmv_fast.video.segments.encode_segment`: libx264, preset veryfast, crf 20, one thread,
 into an MP4 on disk). Frames are made before the clock starts and are realistic to encode:
 smooth colour fields drifting a few pixels per frame under a fine texture that turns into
 an unrelated one and back every 50 frames (not constant or merely moving frames, which
@@ -14,12 +14,12 @@ use x264's own threads.
 Every configuration runs ``--reps`` times, the configurations alternating within each
 repetition so that machine load hits them alike; the table gives medians. From the single
 one-thread encoder it predicts how many encoders a generator at ``--target-fps`` frames/s
-needs (the figure :func:`dmv_fast.plan.default_workers` uses).
+needs (the figure :func:`dmv_fast.settings.plan.default_workers` uses).
 
     python benchmarks/bench_encoders.py [--out benchmarks/results] [--encoders 1,2,4]
 
 Where the plan runs on a GPU it then renders a 3.5-minute song at 512 px end to end (random
-weights, backend auto, workers chosen by :func:`dmv_fast.plan.default_workers`) and
+weights, backend auto, workers chosen by :func:`dmv_fast.settings.plan.default_workers`) and
 records the wall time against the 30 s target (elsewhere that row says why it was skipped):
 
     python benchmarks/bench_encoders.py --out benchmarks/results/gpu
@@ -86,14 +86,14 @@ def make_frames(side: int, n: int, seed: int, pixel_format: str) -> np.ndarray:
             frame = np.asarray(Image.fromarray(frame).resize((side, side), Image.LANCZOS))
         out[k] = frame
     if pixel_format == "yuv420p":
-        from dmv_fast.yuv import rgb_to_yuv420
+        from dmv_fast.video.yuv import rgb_to_yuv420
 
         return rgb_to_yuv420(out)
     return out
 
 
 def _encoder(side, frames, fmt, threads, seed, ready, go, results) -> None:
-    from dmv_fast.segments import VideoSettings, encode_segment
+    from dmv_fast.video.segments import VideoSettings, encode_segment
 
     data = make_frames(side, frames, seed, fmt)
     settings = VideoSettings(crf=20, preset="veryfast", threads=threads)
@@ -102,7 +102,7 @@ def _encoder(side, frames, fmt, threads, seed, ready, go, results) -> None:
         go.wait()
         t0 = time.time()
         batches = (data[i : i + BATCH] for i in range(0, len(data), BATCH))
-        written = encode_segment(batches, Path(tmp) / "s.mp4", side, side, FPS, settings, fmt)
+        written = encode_segment(batches, Path(tmp) / "s.mp4", (side, side), FPS, settings, fmt)
         t1 = time.time()
         size = (Path(tmp) / "s.mp4").stat().st_size
     results.put({"start": t0, "end": t1, "frames": written, "bytes": size})
@@ -184,9 +184,10 @@ def bench(sides, counts, reps, frames_512, target_fps) -> dict:
 def gpu_e2e(out: Path, seconds: float) -> dict:
     """A 3.5-minute song at 512 px end to end on a GPU, workers chosen by the plan."""
     from dmv_fast.bench import write_song
-    from dmv_fast.options import RenderOptions
-    from dmv_fast.plan import ModelSpec, default_workers, resolve
-    from dmv_fast.segmented import render_segmented
+    from dmv_fast.render.segmented import render_segmented
+    from dmv_fast.settings.options import RenderOptions
+    from dmv_fast.settings.plan import default_workers, resolve
+    from dmv_fast.settings.spec import ModelSpec
 
     spec = ModelSpec(resolution=512, weights="random")
     plan = resolve(spec, encoder="x264")

@@ -29,10 +29,10 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from dmv_fast.audio import analyze
+from dmv_fast.audio.features import analyze
 from dmv_fast.files import atomic_write
-from dmv_fast.frames import FrameStore
-from dmv_fast.record import song_sha256
+from dmv_fast.render.folders import FrameStore
+from dmv_fast.render.record import song_sha256
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

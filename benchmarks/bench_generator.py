@@ -29,12 +29,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from dmv_fast_export.export import export_source, psnr, reference_pixels
+from dmv_fast_export.export import psnr, reference_pixels
 from dmv_fast_export.weights import load_model
 
-from dmv_fast import models
-from dmv_fast.runtime import Generator
-from dmv_fast.truncation import bn_inputs
+from dmv_fast.model import cache as models
+from dmv_fast.model import weights as model_weights
+from dmv_fast.model.runtime import Generator
+from dmv_fast.model.truncation import bn_inputs
 
 TRUNCATION = 0.4
 #: A repetition during which other processes used more than this many cores is dropped.
@@ -108,15 +109,11 @@ def timed(fn) -> tuple[float, float]:
 def bench_resolution(
     res: int, batch: int, threads: int, reps: int, profile: bool, max_seconds: float = 180
 ) -> dict:
-    source = models.resolve_weights("random", res)
+    source = model_weights.resolve_weights("random", res)
     started = time.perf_counter()
     model, _ = load_model(source)
-    path = models.cached_onnx(models.onnx_key(source, "fp32", batch, 1, "stretch"))
-    if path is None:
-        path = export_source(source, "fp32", batch, 1, "stretch", model=model)
-    path16 = models.cached_onnx(models.onnx_key(source, "fp16", batch, 1, "stretch"))
-    if path16 is None:
-        path16 = export_source(source, "fp16", batch, 1, "stretch", model=model)
+    path = models.ensure_onnx(res, "random", "fp32", batch)
+    path16 = models.ensure_onnx(res, "random", "fp16", batch)
     setup_s = time.perf_counter() - started
 
     gen = Generator(path, backend="cpu", threads=threads)

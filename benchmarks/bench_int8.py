@@ -40,12 +40,13 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from dmv_fast_export import feeds as feeds_module
 from dmv_fast_export import quality, quantize
 from int8_recipes import recipe_lines, recipe_study
 
-from dmv_fast import models
 from dmv_fast.bench.machine import GRAPH_GMAC, OtherLoad, Sgemm, cpu_summary, peak_fraction
-from dmv_fast.runtime import Generator
+from dmv_fast.model import cache as models
+from dmv_fast.model.runtime import Generator
 
 TRUNCATION = 1.0  # the speed does not depend on it
 QUALITY_TRUNCATIONS = (0.2, 0.5, 1.0)
@@ -74,13 +75,13 @@ def quality_figures(int8: Path, fp32: Path, frames: int, threads: int) -> dict[s
     session = quality.cpu_session(fp32, threads)
     batch = session.get_inputs()[0].shape[0]
     for k, truncation in enumerate(QUALITY_TRUNCATIONS):
-        noise, classes = quantize.render_vectors(
+        noise, classes = feeds_module.render_vectors(
             truncation, frames, seed=101 + k, piece=quality.CHECK_PIECE
         )
         out = np.concatenate(
             [
                 session.run(["frames"], f)[0]
-                for f in quantize.feeds(noise, classes, truncation, batch)
+                for f in feeds_module.feeds(noise, classes, truncation, batch)
             ]
         )[:frames]
         per_t[str(truncation)]["fp32_extreme_pixels"] = round(extreme_share(out), 3)
@@ -92,7 +93,9 @@ def speed(
 ) -> dict[str, Any]:
     """Alternating repetitions of each graph on the same vectors; best and median frames/s."""
     gens = {name: Generator(p, backend="cpu", threads=threads) for name, p in paths.items()}
-    noise, classes = quantize.render_vectors(TRUNCATION, batch, seed=7, piece=quality.CHECK_PIECE)
+    noise, classes = feeds_module.render_vectors(
+        TRUNCATION, batch, seed=7, piece=quality.CHECK_PIECE
+    )
     for gen in gens.values():
         gen.generate(noise, classes, TRUNCATION)  # warm-up
     times: dict[str, list[float]] = {name: [] for name in gens}
@@ -177,9 +180,9 @@ def in_range_study(fp32: Path, frames: int, threads: int) -> dict[str, Any]:
     batch = quality.cpu_session(fp32, threads).get_inputs()[0].shape[0]
     batches = [
         feed
-        for k, t in enumerate(quantize.CALIBRATION_TRUNCATIONS)
-        for feed in quantize.feeds(
-            *in_range_vectors(t, quantize.CALIBRATION_FRAMES, 500 + k), t, batch
+        for k, t in enumerate(feeds_module.CALIBRATION_TRUNCATIONS)
+        for feed in feeds_module.feeds(
+            *in_range_vectors(t, feeds_module.CALIBRATION_FRAMES, 500 + k), t, batch
         )
     ]
     with tempfile.TemporaryDirectory(prefix="dmv-int8-range-") as tmp:

@@ -54,7 +54,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def _online(audio: np.ndarray, rate: int, options, **kw):
-    from dmv_fast.online import OnlineTrajectory
+    from dmv_fast.vectors.online import OnlineTrajectory
 
     engine = OnlineTrajectory(options, **kw)
     steps = [engine.push(audio[i : i + 1024], rate) for i in range(0, len(audio), 1024)]
@@ -66,10 +66,10 @@ def _online(audio: np.ndarray, rate: int, options, **kw):
 
 def closeness(name: str, path: Path, audio: np.ndarray, rate: int) -> list[dict]:
     """Online against offline vectors for each chroma window and look-ahead."""
-    from dmv_fast.audio import analyze
-    from dmv_fast.online import RANGE_FLOOR, OnlineTrajectory, _drive_kernel
-    from dmv_fast.options import RenderOptions
-    from dmv_fast.trajectory import compute_vectors, drive_signal
+    from dmv_fast.audio.features import analyze
+    from dmv_fast.settings.options import RenderOptions
+    from dmv_fast.vectors.online import RANGE_FLOOR, OnlineTrajectory, _drive_kernel
+    from dmv_fast.vectors.trajectory import compute_vectors, drive_signal
 
     options = RenderOptions(song=str(path), frame_length=512, seed=1)
     features = analyze(path, 512)
@@ -151,10 +151,10 @@ class InstantFrames:
 
 def live_run(generator, audio: np.ndarray, rate: int, frame_length: int, queue: int) -> dict:
     """Play ``audio`` at real-time pace into a session; the consumer keeps every frame."""
-    from dmv_fast.cli_live import play
-    from dmv_fast.live import LiveSession, Pacer
-    from dmv_fast.online import OnlineTrajectory
-    from dmv_fast.options import RenderOptions
+    from dmv_fast.live.pacer import Pacer, play
+    from dmv_fast.live.session import LiveSession
+    from dmv_fast.settings.options import RenderOptions
+    from dmv_fast.vectors.online import OnlineTrajectory
 
     options = RenderOptions(song="-", frame_length=frame_length, seed=1)
     session = LiveSession(generator, OnlineTrajectory(options), queue=queue, batch=1)
@@ -188,8 +188,8 @@ def main() -> None:
     parser.add_argument("--queue", type=int, default=2, help="slots of the session's rings")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from dmv_fast.cli_live import song_blocks
-    from dmv_fast.demo import synthesize_song
+    from dmv_fast.audio.decode import song_blocks
+    from dmv_fast.audio.synth import synthesize_song
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     previous = RESULTS / "live_cpu.json"
@@ -211,7 +211,7 @@ def main() -> None:
 
     runs: list[dict] = []
     if not args.skip_live:
-        from dmv_fast.pipeline import Visualizer
+        from dmv_fast.render.api import Visualizer
 
         gens = {
             t: Visualizer(128, weights="random", backend="cpu", batch_size=1, threads=t).generator

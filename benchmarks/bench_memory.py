@@ -1,6 +1,6 @@
 """Peak memory is flat in song length: a 7-minute song vs a 20-second clip.
 
-Both are rendered with ``dmv_fast.pipeline.render`` at the same settings (128 px, random
+Both are rendered with ``dmv_fast.render.api.render`` at the same settings (128 px, random
 weights, CPU, x264) in their own Python process; each reports its peak RSS (``VmHWM``).
 A large frame length (8192 samples: 2.7 frames per second of audio) keeps the run short
 while every stage (decode, analysis, vectors, generation, encode, audio mux) still sees the
@@ -39,7 +39,8 @@ def _maxrss_mb() -> float:
 
 def child_analysis(args: argparse.Namespace) -> dict:
     """Decode and analysis alone: their share of the peak."""
-    from dmv_fast.audio import analyze, load_audio
+    from dmv_fast.audio.decode import load_audio
+    from dmv_fast.audio.features import analyze
 
     y = load_audio(args.song)
     after_decode = _maxrss_mb()
@@ -55,8 +56,8 @@ def child_analysis(args: argparse.Namespace) -> dict:
 def child(args: argparse.Namespace) -> dict:
     if args.analysis_only:
         return child_analysis(args)
-    from dmv_fast.options import RenderOptions
-    from dmv_fast.pipeline import render
+    from dmv_fast.render.api import render
+    from dmv_fast.settings.options import RenderOptions
 
     options = RenderOptions(
         song=args.song,
@@ -82,7 +83,7 @@ def child(args: argparse.Namespace) -> dict:
 
 def _spec(args: argparse.Namespace):
     """The model settings of both renders (the plan caps the batch on the CPU)."""
-    from dmv_fast.plan import ModelSpec
+    from dmv_fast.settings.spec import ModelSpec
 
     return ModelSpec(
         resolution=args.resolution,
@@ -126,8 +127,8 @@ def main() -> None:
         return
 
     from dmv_fast.bench import environment, write_song
-    from dmv_fast.models import ensure_graph
-    from dmv_fast.plan import resolve
+    from dmv_fast.model.cache import ensure_graph
+    from dmv_fast.settings.plan import resolve
 
     args.out.mkdir(parents=True, exist_ok=True)
     plan = resolve(_spec(args), encoder="x264")
@@ -162,7 +163,7 @@ def main() -> None:
             "weights": "random",
             "backend": "cpu",
             "encoder": "x264",
-            "song": "dmv_fast.demo.synthesize_song, 44.1 kHz stereo WAV",
+            "song": "dmv_fast.render.demo.synthesize_song, 44.1 kHz stereo WAV",
         },
         "short": results["short"],
         "long": results["long"],
@@ -180,7 +181,7 @@ def main() -> None:
             f"{env['versions']['onnxruntime']} · load average {env['load_average_1m']} (other "
             "jobs shared the machine; memory is not affected by load)",
             "",
-            f"`dmv_fast.pipeline.render`, {args.resolution} px, random weights, CPU, x264, frame"
+            f"`dmv_fast.render.api.render`, {args.resolution} px, random weights, CPU, x264, frame"
             f" length {args.frame_length}, batch {plan.batch_size} (asked {args.batch_size}, the"
             " plan's CPU cap applies); each song in its own process.",
             "",

@@ -89,7 +89,7 @@ def modules_present() -> dict[str, bool]:
 
 
 def _visualizer(resolution: int, backend_name: str, batch: int, plan: Any = None) -> Any:
-    """A :class:`dmv_fast.pipeline.Visualizer` on the row's plan (``plan``: one already
+    """A :class:`dmv_fast.render.api.Visualizer` on the row's plan (``plan``: one already
     prepared), graph exported, session loaded and on the row's backend (raises
     bench.Unavailable when the plan says it cannot run here or the session settled
     elsewhere)."""
@@ -97,7 +97,7 @@ def _visualizer(resolution: int, backend_name: str, batch: int, plan: Any = None
         plan = bench.prepare_row(backend_name, resolution, batch)
     if plan is None:
         raise bench.Unavailable(f"{backend_name} does not run on ONNX Runtime")
-    from dmv_fast.pipeline import Visualizer
+    from dmv_fast.render.api import Visualizer
 
     vis = Visualizer(plan)
     _ = vis.generator
@@ -107,7 +107,7 @@ def _visualizer(resolution: int, backend_name: str, batch: int, plan: Any = None
 
 
 def _generator(resolution: int, backend_name: str, batch: int) -> Any:
-    """A loaded :class:`dmv_fast.runtime.Generator` on the row's backend."""
+    """A loaded :class:`dmv_fast.model.runtime.Generator` on the row's backend."""
     return _visualizer(resolution, backend_name, batch).generator
 
 

@@ -9,24 +9,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from dmv_fast.version import __version__
 
 _EXPORTS = {
-    "ModelSpec": "dmv_fast.plan",
-    "Plan": "dmv_fast.plan",
-    "resolve": "dmv_fast.plan",
-    "RenderOptions": "dmv_fast.options",
-    "AudioFeatures": "dmv_fast.audio",
-    "analyze": "dmv_fast.audio",
-    "Vectors": "dmv_fast.trajectory",
-    "compute_vectors": "dmv_fast.trajectory",
-    "Generator": "dmv_fast.runtime",
-    "LiveSession": "dmv_fast.live",
-    "OnlineTrajectory": "dmv_fast.online",
-    "Visualizer": "dmv_fast.pipeline",
-    "render": "dmv_fast.pipeline",
-    "render_many": "dmv_fast.segmented",
-    "render_segmented": "dmv_fast.segmented",
+    "ModelSpec": "dmv_fast.settings.spec",
+    "Plan": "dmv_fast.settings.plan",
+    "resolve": "dmv_fast.settings.plan",
+    "RenderOptions": "dmv_fast.settings.options",
+    "AudioFeatures": "dmv_fast.audio.features",
+    "analyze": "dmv_fast.audio.features",
+    "Vectors": "dmv_fast.vectors.trajectory",
+    "compute_vectors": "dmv_fast.vectors.trajectory",
+    "Generator": "dmv_fast.model.runtime",
+    "LiveSession": "dmv_fast.live.session",
+    "OnlineTrajectory": "dmv_fast.vectors.online",
+    "Visualizer": "dmv_fast.render.api",
+    "render": "dmv_fast.render.api",
+    "render_many": "dmv_fast.render.segmented",
+    "render_segmented": "dmv_fast.render.segmented",
 }
 
 __all__ = [
@@ -50,15 +50,16 @@ __all__ = [
 assert set(__all__) == {"__version__", *_EXPORTS}
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dmv_fast.audio import AudioFeatures, analyze
-    from dmv_fast.live import LiveSession
-    from dmv_fast.online import OnlineTrajectory
-    from dmv_fast.options import RenderOptions
-    from dmv_fast.pipeline import Visualizer, render
-    from dmv_fast.plan import ModelSpec, Plan, resolve
-    from dmv_fast.runtime import Generator
-    from dmv_fast.segmented import render_many, render_segmented
-    from dmv_fast.trajectory import Vectors, compute_vectors
+    from dmv_fast.audio.features import AudioFeatures, analyze
+    from dmv_fast.live.session import LiveSession
+    from dmv_fast.model.runtime import Generator
+    from dmv_fast.render.api import Visualizer, render
+    from dmv_fast.render.segmented import render_many, render_segmented
+    from dmv_fast.settings.options import RenderOptions
+    from dmv_fast.settings.plan import Plan, resolve
+    from dmv_fast.settings.spec import ModelSpec
+    from dmv_fast.vectors.online import OnlineTrajectory
+    from dmv_fast.vectors.trajectory import Vectors, compute_vectors
 
 
 def __getattr__(name: str) -> Any:

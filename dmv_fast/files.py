@@ -23,6 +23,8 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import hashlib
+import json
 import logging
 import os
 import re
@@ -37,14 +39,18 @@ logger = logging.getLogger("dmv_fast")
 
 __all__ = [
     "Interrupted",
+    "as_json",
     "atomic_write",
     "interrupts",
     "is_temporary",
     "publish",
+    "read_json",
     "same_file",
+    "sha256_file",
     "sweep",
     "temporary",
     "temporary_name",
+    "write_json",
 ]
 
 #: ``.NAME.tmp-<pid>-<8 hex>``: the pid tells :func:`sweep` whether the owner still runs.
@@ -204,6 +210,41 @@ def atomic_write(
                 write(f)
         publish(tmp, dest, overwrite, sync)
     return dest
+
+
+def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+    """Write ``data`` as indented JSON, whole or not at all, creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def as_json(data: dict[str, Any], what: str) -> dict[str, Any]:
+    """``data`` as it reads back from JSON (tuples become lists, keys strings): what a
+    manifest compares against the one stored. ValueError naming ``what`` if it is not JSON."""
+    try:
+        return json.loads(json.dumps(data))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} must be JSON data: {e}") from e
+
+
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A JSON object from ``path``; None when it is missing, unreadable or not an object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's content, as hex (OSError when it cannot be read)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _alive(pid: int) -> bool:

@@ -70,11 +70,12 @@ def write_tiny_folder(folder: Path, seed: int = 3, **overrides):
 def export_tiny(tmp_path_factory, batch: int, seed: int = 3, **ensure_kwargs) -> Path:
     """A tiny model written to disk and exported (fp32 unless ``precision`` says otherwise)
     into a cache of its own; returns the graph's path."""
-    from dmv_fast import models
+    from dmv_fast.model import cache as models
+    from dmv_fast.model import weights as model_weights
 
     precision = ensure_kwargs.pop("precision", "fp32")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(models.ENV_CACHE, str(tmp_path_factory.mktemp("cache")))
+        mp.setenv(model_weights.ENV_CACHE, str(tmp_path_factory.mktemp("cache")))
         folder = tmp_path_factory.mktemp("tiny")
         write_tiny_folder(folder, seed)
         return models.ensure_onnx(TINY_RESOLUTION, folder, precision, batch, **ensure_kwargs)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dmv_fast.audio import SAMPLE_RATE, analyze, load_audio, probe_audio
+from dmv_fast.audio.decode import load_audio, probe_audio
+from dmv_fast.audio.features import analyze
+from dmv_fast.settings.choices import SAMPLE_RATE
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from dmv_fast import plan as plan_module
 from dmv_fast.bench import Row, backend_plan, measure_row, run_bench
 from dmv_fast.bench.e2e import MIN_E2E_SECONDS, e2e_length
 from dmv_fast.bench.machine import peak_fraction, sgemm_peak
 from dmv_fast.bench.measure import call_stats, time_calls
 from dmv_fast.bench.report import markdown_table
-from dmv_fast.cli import app
+from dmv_fast.cli.app import app
+from dmv_fast.settings import plan as plan_module
 
 runner = CliRunner()
 SONG_SECONDS = MIN_E2E_SECONDS  # the end-to-end song is then never shortened
@@ -102,7 +102,7 @@ def test_bench_writes_a_png_plot(bench_run):
 
 
 def _offering_only_the_cpu(monkeypatch, **kwargs):
-    """Make :func:`dmv_fast.plan.resolve` see a machine whose onnxruntime offers the CPU only."""
+    """Make :func:`dmv_fast.settings.plan.resolve` see a machine whose onnxruntime offers the CPU only."""
     real = plan_module.resolve
 
     def resolve(spec, **kw):

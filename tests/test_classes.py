@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dmv_fast.classes import class_labels, class_name, resolve_classes
+from dmv_fast.vectors.classes import class_labels, class_name, resolve_classes
 
 
 def test_the_1000_labels_ship_with_the_package():

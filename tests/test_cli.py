@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 import dmv_fast
-from dmv_fast.cli import app
-from dmv_fast.terminal import expand_multi_value
+from dmv_fast.cli.app import app
+from dmv_fast.cli.terminal import expand_multi_value
 
 runner = CliRunner(env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
 

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from _media import fake_pynvvideocodec, gradient_frames, probe, write_song
 
-from dmv_fast import nvenc
-from dmv_fast.encode import VideoWriter
 from dmv_fast.files import is_temporary
-from dmv_fast.nvenc import probe_nvenc, rgb_to_nv12
+from dmv_fast.settings.plan import CPU, CUDA, resolve
+from dmv_fast.settings.spec import ModelSpec
+from dmv_fast.video import nvenc
+from dmv_fast.video.nvenc import probe_nvenc, rgb_to_nv12
+from dmv_fast.video.writer import VideoWriter
 
 N = 40  # frames per test video
 
@@ -31,7 +33,7 @@ def no_nvenc(monkeypatch):
 
 
 def _write(path, frames, fps, audio=None, batch=7, **kw):
-    with VideoWriter(path, frames.shape[2], frames.shape[1], fps, audio, **kw) as w:
+    with VideoWriter(path, frames.shape[1:3], fps, audio, **kw) as w:
         for i in range(0, len(frames), batch):
             w.write(frames[i : i + batch])
     return w
@@ -96,7 +98,7 @@ def test_audio_start_skips_the_song_head(tmp_path):
 def test_video_without_audio_and_single_frames(tmp_path):
     out = tmp_path / "silent.mp4"
     frames = gradient_frames(5, 32, 48)
-    with VideoWriter(out, 48, 32, Fraction(22050, 512), encoder="x264") as w:
+    with VideoWriter(out, (32, 48), Fraction(22050, 512), encoder="x264") as w:
         for f in frames:  # [H, W, 3] is accepted as a batch of one
             w.write(f)
     p = probe(out)
@@ -111,7 +113,7 @@ def test_failure_leaves_no_file_and_keeps_the_old_one(tmp_path, interrupt):
     out.write_bytes(b"previous render")
     with (
         pytest.raises(type(interrupt)),
-        VideoWriter(out, 64, 64, Fraction(22050, 512), song, encoder="x264") as w,
+        VideoWriter(out, (64, 64), Fraction(22050, 512), song, encoder="x264") as w,
     ):
         w.write(gradient_frames(10))
         assert _leftovers(tmp_path)  # work in progress lives beside the output
@@ -122,7 +124,7 @@ def test_failure_leaves_no_file_and_keeps_the_old_one(tmp_path, interrupt):
     fresh = tmp_path / "fresh.mp4"
     with (
         pytest.raises(RuntimeError),
-        VideoWriter(fresh, 64, 64, Fraction(22050, 512), encoder="x264") as w,
+        VideoWriter(fresh, (64, 64), Fraction(22050, 512), encoder="x264") as w,
     ):
         w.write(gradient_frames(3))
         raise RuntimeError("boom")
@@ -133,13 +135,13 @@ def test_bad_frames_abort_cleanly(tmp_path):
     out = tmp_path / "out.mp4"
     with (
         pytest.raises(ValueError, match=r"\(B, 64, 64, 3\)"),
-        VideoWriter(out, 64, 64, Fraction(22050, 512), encoder="x264") as w,
+        VideoWriter(out, (64, 64), Fraction(22050, 512), encoder="x264") as w,
     ):
         w.write(gradient_frames(2))
         w.write(gradient_frames(2, 32, 32))
     with (
         pytest.raises(ValueError, match="uint8"),
-        VideoWriter(out, 64, 64, Fraction(22050, 512), encoder="x264") as w,
+        VideoWriter(out, (64, 64), Fraction(22050, 512), encoder="x264") as w,
     ):
         w.write(gradient_frames(2).astype(np.float32))
     assert not out.exists() and _leftovers(tmp_path) == []
@@ -149,7 +151,7 @@ def test_no_frames_is_an_error_not_an_empty_file(tmp_path):
     out = tmp_path / "out.mp4"
     with (
         pytest.raises(RuntimeError, match="no frames"),
-        VideoWriter(out, 64, 64, Fraction(22050, 512), encoder="x264"),
+        VideoWriter(out, (64, 64), Fraction(22050, 512), encoder="x264"),
     ):
         pass
     assert not out.exists() and _leftovers(tmp_path) == []
@@ -162,9 +164,8 @@ def test_no_frames_is_an_error_not_an_empty_file(tmp_path):
         ({"height": 0}, "height must be a positive"),
         ({"fps": 43.06640625}, "exact fractions.Fraction"),
         ({"fps": Fraction(0)}, "fps must be > 0"),
-        ({"crf": 52}, "crf must be an integer in 0..51"),
-        ({"preset": "warp"}, "preset must be one of"),
-        ({"encoder": "ffv1"}, "encoder must be one of"),
+        ({"encoder": "auto"}, "encoder must be the plan's x264 or nvenc"),
+        ({"encoder": "ffv1"}, "encoder must be the plan's x264 or nvenc"),
         ({"threads": -1}, "threads must be"),
         ({"audio_start": -1.0}, "audio_start"),
     ],
@@ -173,26 +174,26 @@ def test_bad_arguments(tmp_path, kwargs, message):
     args = {"width": 64, "height": 64, "fps": Fraction(22050, 512)} | kwargs
     w, h, fps = args.pop("width"), args.pop("height"), args.pop("fps")
     with pytest.raises(ValueError, match=message):
-        VideoWriter(tmp_path / "o.mp4", w, h, fps, **args)
+        VideoWriter(tmp_path / "o.mp4", (h, w), fps, **args)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_destination_checks(tmp_path):
     fps = Fraction(22050, 512)
     with pytest.raises(ValueError, match="does not exist"):
-        VideoWriter(tmp_path / "missing" / "o.mp4", 64, 64, fps)
+        VideoWriter(tmp_path / "missing" / "o.mp4", (64, 64), fps)
     existing = tmp_path / "o.mp4"
     existing.write_bytes(b"keep")
     with pytest.raises(FileExistsError, match="already exists"):
-        VideoWriter(existing, 64, 64, fps, overwrite=False)
+        VideoWriter(existing, (64, 64), fps, overwrite=False)
     with pytest.raises(ValueError, match="must end in one of"):
-        VideoWriter(tmp_path / "o.gif", 64, 64, fps)
+        VideoWriter(tmp_path / "o.gif", (64, 64), fps)
     with pytest.raises(ValueError, match="audio file"):
-        VideoWriter(tmp_path / "a.mp4", 64, 64, fps, audio=tmp_path / "nope.wav")
+        VideoWriter(tmp_path / "a.mp4", (64, 64), fps, audio=tmp_path / "nope.wav")
     text = tmp_path / "notes.txt"
     text.write_text("not audio")
     with pytest.raises(ValueError, match="cannot read audio"):
-        VideoWriter(tmp_path / "a.mp4", 64, 64, fps, audio=text)
+        VideoWriter(tmp_path / "a.mp4", (64, 64), fps, audio=text)
     assert existing.read_bytes() == b"keep"
 
 
@@ -215,11 +216,13 @@ def test_auto_uses_nvenc_when_the_probe_succeeds(tmp_path, monkeypatch, output):
     monkeypatch.setitem(sys.modules, "PyNvVideoCodec", fake)
     monkeypatch.setattr(nvenc, "GOP", 8)
     assert probe_nvenc()[0]
+    plan = _gpu_plan()
+    assert plan.encoder == "nvenc" and plan.encoder_fallback
     fps = Fraction(22050, 1024)
     song = write_song(tmp_path / "song.wav", 3.0, 44100, 2, tones=True)
     frames = gradient_frames(N)
     out = tmp_path / "out.mp4"
-    w = _write(out, frames, fps, song, encoder="auto")
+    w = _write(out, frames, fps, song, encoder=plan.encoder)
     assert w.encoder_name == "nvenc"
 
     enc = fake.encoders[-1]  # [0] is the probe's
@@ -235,22 +238,34 @@ def test_auto_uses_nvenc_when_the_probe_succeeds(tmp_path, monkeypatch, output):
     assert np.abs(p.decoded.astype(int) - frames).mean() < 4  # NV12 conversion is right
 
 
-def test_auto_falls_back_to_x264_with_one_log_line(tmp_path, no_nvenc, caplog):
+def _gpu_plan(encoder: str = "auto"):
+    """The plan of a GPU machine (its providers given): where ``auto`` may pick NVENC."""
+    return resolve(
+        ModelSpec(resolution=128, backend="cuda"),
+        encoder=encoder,
+        offered=(CUDA, CPU),
+        loadable=(CUDA, CPU),
+    )
+
+
+def test_auto_falls_back_to_x264_with_the_reason_in_the_plan(tmp_path, no_nvenc, caplog):
     caplog.set_level(logging.INFO, logger="dmv_fast")
     ok, reason = probe_nvenc()
     assert not ok and "PyNvVideoCodec" in reason
+    plan = _gpu_plan()
+    assert plan.encoder == "x264" and not plan.encoder_fallback
+    (why,) = [n for n in plan.notes if n.startswith("encoder")]
+    assert "x264" in why and "PyNvVideoCodec" in why
     caplog.clear()
     out = tmp_path / "out.mp4"
-    w = _write(out, gradient_frames(6), Fraction(22050, 512), encoder="auto")
+    w = _write(out, gradient_frames(6), Fraction(22050, 512), encoder=plan.encoder)
     assert w.encoder_name == "x264" and probe(out).frames == 6
-    lines = [r for r in caplog.records if r.levelno >= logging.INFO]
-    assert len(lines) == 1
-    assert "libx264" in lines[0].getMessage() and "PyNvVideoCodec" in lines[0].getMessage()
+    assert [r for r in caplog.records if r.levelno >= logging.INFO] == []
 
 
 def test_explicit_nvenc_unavailable_is_an_error(tmp_path, no_nvenc):
     with pytest.raises(RuntimeError, match="NVENC is not available: PyNvVideoCodec"):
-        VideoWriter(tmp_path / "o.mp4", 64, 64, Fraction(22050, 512), encoder="nvenc")
+        VideoWriter(tmp_path / "o.mp4", (64, 64), Fraction(22050, 512), encoder="nvenc")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -260,6 +275,7 @@ def test_probe_reports_an_encoder_that_cannot_start(tmp_path, monkeypatch):
     ok, reason = probe_nvenc()
     assert not ok and "no NVENC capable device found" in reason
     with pytest.raises(RuntimeError, match="no NVENC capable device"):
-        VideoWriter(tmp_path / "o.mp4", 64, 64, Fraction(22050, 512), encoder="nvenc")
-    w = VideoWriter(tmp_path / "o.mp4", 64, 64, Fraction(22050, 512), encoder="auto")
-    assert w.encoder_name == "x264"
+        VideoWriter(tmp_path / "o.mp4", (64, 64), Fraction(22050, 512), encoder="nvenc")
+    with pytest.raises(ValueError, match="no NVENC capable device"):
+        _gpu_plan("nvenc")
+    assert _gpu_plan().encoder == "x264"

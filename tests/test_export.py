@@ -29,10 +29,12 @@ from _models import (  # noqa: E402
 from dmv_fast_export.pixels import lanczos_reference  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from dmv_fast import models  # noqa: E402
-from dmv_fast.models import ensure_onnx as export_model  # noqa: E402
-from dmv_fast.runtime import Generator  # noqa: E402
-from dmv_fast.truncation import bn_inputs  # noqa: E402
+from dmv_fast.files import sha256_file  # noqa: E402
+from dmv_fast.model import cache as models  # noqa: E402
+from dmv_fast.model import weights as model_weights  # noqa: E402
+from dmv_fast.model.cache import ensure_onnx as export_model  # noqa: E402
+from dmv_fast.model.runtime import Generator  # noqa: E402
+from dmv_fast.model.truncation import bn_inputs  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,15 +57,16 @@ def tiny_graph(tiny):
 
 
 @pytest.fixture(scope="module")
-def full128():
+def full128(tmp_path_factory):
     """The full 128-pixel architecture with random weights: (Generator, PyTorch model)."""
-    from dmv_fast_export.export import export_source
+    from dmv_fast_export.export import export_graph
     from dmv_fast_export.weights import load_model
 
-    source = models.resolve_weights("random", 128)
+    source = model_weights.resolve_weights("random", 128)
     model, _ = load_model(source)
     key = models.onnx_key(source, "fp32", 2, 1, "stretch")
-    path = export_source(source, key, model=model)
+    path = tmp_path_factory.mktemp("full128") / "graph.onnx"
+    export_graph(source, key, path, model=model)
     return Generator(path, backend="cpu"), model
 
 
@@ -186,13 +189,13 @@ def test_graph_is_static_folded_and_pruned(tiny_graph):
 
 def test_sidecar_records_hash_and_parity(tiny_graph):
     record = json.loads(tiny_graph.with_suffix(".json").read_text())
-    assert record["onnx_sha256"] == models.sha256_file(tiny_graph)
+    assert record["onnx_sha256"] == sha256_file(tiny_graph)
     assert record["validation"]["max_pixel_diff"] <= 1
     assert record["key"]["batch_size"] == 3 and record["key"]["precision"] == "fp32"
 
 
 def test_cached_graph_is_reused_and_a_damaged_one_rebuilt(tiny, tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv(models.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.setenv(model_weights.ENV_CACHE, str(tmp_path / "cache"))
     first = models.ensure_onnx(TINY_RESOLUTION, tiny[0], "fp32", 2)
     stamp = first.stat().st_mtime_ns
 
@@ -202,7 +205,7 @@ def test_cached_graph_is_reused_and_a_damaged_one_rebuilt(tiny, tmp_path, monkey
         raise AssertionError("an intact cached graph must not be exported again")
 
     with monkeypatch.context() as mp:
-        mp.setattr(export, "export_source", refuse)
+        mp.setattr(export, "export_graph", refuse)
         assert models.ensure_onnx(TINY_RESOLUTION, tiny[0], "fp32", 2) == first
     assert first.stat().st_mtime_ns == stamp
 
@@ -263,7 +266,7 @@ def test_random_weights_are_seeded_and_sane():
 def test_pretrained_format_round_trip_with_strict_loading(tiny, tmp_path):
     from dmv_fast_export.weights import load_model
 
-    source = models.resolve_weights(tiny[0], TINY_RESOLUTION)
+    source = model_weights.resolve_weights(tiny[0], TINY_RESOLUTION)
     assert source.kind == "local" and len(source.sha256) == 64
     model, config = load_model(source)
     assert config.channel_width == TINY_CONFIG["channel_width"]
@@ -277,7 +280,7 @@ def test_pretrained_format_round_trip_with_strict_loading(tiny, tmp_path):
     torch.save(tiny[1].state_dict(), legacy / "pytorch_model.bin",
                _use_new_zipfile_serialization=False)  # fmt: skip
     (legacy / "config.json").write_text((tiny[0] / "config.json").read_text())
-    model, _ = load_model(models.resolve_weights(legacy, TINY_RESOLUTION))
+    model, _ = load_model(model_weights.resolve_weights(legacy, TINY_RESOLUTION))
     assert torch.equal(model.embeddings.weight, tiny[1].embeddings.weight)
 
 
@@ -325,7 +328,7 @@ def test_missing_config_and_wrong_resolution(tmp_path, tiny):
     assert "for resolution 32, not 128" in _one_line_value_error(tiny[0], 128)
     with pytest.raises(ValueError, match="biggan-deep-128"):
         export_model(128, "no-such-model", "fp32", 1)
-    with pytest.raises(ValueError, match="batch size"):
+    with pytest.raises(ValueError, match="batch.size"):
         export_model(TINY_RESOLUTION, tiny[0], "fp32", 0)
     with pytest.raises(ValueError, match="precision"):
         export_model(TINY_RESOLUTION, tiny[0], "bf16", 1)

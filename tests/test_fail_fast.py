@@ -15,9 +15,11 @@ import soundfile as sf
 from _media import write_song
 from typer.testing import CliRunner
 
-from dmv_fast import audio, models
-from dmv_fast.cli import app
-from dmv_fast.terminal import expand_multi_value
+from dmv_fast.audio import features as audio
+from dmv_fast.cli.app import app
+from dmv_fast.cli.terminal import expand_multi_value
+from dmv_fast.model import cache as models
+from dmv_fast.model import weights as model_weights
 
 runner = CliRunner(env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
 
@@ -30,7 +32,7 @@ def workspace(tmp_path, monkeypatch):
     (out / "dir.mp4").mkdir()  # a folder where the output should go
     cache = tmp_path / "cache"
     cache.mkdir()
-    monkeypatch.setenv(models.ENV_CACHE, str(cache))
+    monkeypatch.setenv(model_weights.ENV_CACHE, str(cache))
     song = write_song(tmp_path / "song.wav", 1.0, 22050, 1)
 
     def unreachable(*args, **kwargs):

@@ -26,7 +26,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from dmv_fast.cli import main
+from dmv_fast.cli.app import main
 
 pytest.importorskip("torch")
 
@@ -322,7 +322,7 @@ def _read_only(folder: Path, monkeypatch) -> None:
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
             return real(path, *a, **k)
 
-        monkeypatch.setattr("dmv_fast.preflight.open", refuse, raising=False)
+        monkeypatch.setattr("dmv_fast.render.preflight.open", refuse, raising=False)
 
 
 OUTPUTS: dict[str, tuple[Callable[[Path, pytest.MonkeyPatch], str], list[str]]] = {
@@ -545,7 +545,7 @@ def test_damaged_frames_folder(case, framed, tmp_path, tiny, cache):
 
 def test_save_only_reads_frames_in_bounded_batches(framed, tmp_path, tiny, cache, monkeypatch):
     """-s with a huge --batch_size reads at most READ_BATCH_BYTES of frames at once."""
-    from dmv_fast import frames
+    from dmv_fast.render import folders as frames
 
     folder = tmp_path / "run"
     shutil.copytree(framed, folder)
@@ -624,15 +624,15 @@ def _full_disk(target: str, n: int = 1) -> Callable[[pytest.MonkeyPatch], None]:
 
 DISK_FULL = {
     # name: (patch, extra flags, files left in the output folder)
-    "record vectors": (_full_disk("dmv_fast.record.np.savez_compressed"), [], {SONG}),
-    "record json": (_full_disk("dmv_fast.record.json.dumps"), [], {SONG}),
-    "video frames": (_full_disk("dmv_fast.encode._X264Video.encode", 5), [], {SONG}),
-    "video flush": (_full_disk("dmv_fast.encode._X264Video.flush"), [], {SONG}),
-    "audio track": (_full_disk("dmv_fast.audiotrack.AudioTrack.feed", 2), [], {SONG}),
+    "record vectors": (_full_disk("dmv_fast.render.record.np.savez_compressed"), [], {SONG}),
+    "record json": (_full_disk("dmv_fast.render.record.json.dumps"), [], {SONG}),
+    "video frames": (_full_disk("dmv_fast.video.writer._X264Video.encode", 5), [], {SONG}),
+    "video flush": (_full_disk("dmv_fast.video.writer._X264Video.flush"), [], {SONG}),
+    "audio track": (_full_disk("dmv_fast.audio.track.AudioTrack.feed", 2), [], {SONG}),
     "video fsync": (_full_disk("dmv_fast.files._fsync"), [], {SONG}),
-    "record rename": (_full_disk("dmv_fast.record.publish"), [], {SONG}),
+    "record rename": (_full_disk("dmv_fast.render.record.publish"), [], {SONG}),
     "frame png": (_full_disk("PIL.Image.Image.save", 6), ["-d"], {SONG, "o.frames"}),
-    "frames manifest": (_full_disk("dmv_fast.frames.atomic_write"), ["-d"], {SONG}),
+    "frames manifest": (_full_disk("dmv_fast.render.folders.write_json"), ["-d"], {SONG}),
 }
 
 
@@ -666,7 +666,7 @@ def test_weights_that_are_not_a_plain_state_dict_are_refused(run, tiny, empty_ca
     assert not [p for p in tree(empty_cache) if (empty_cache / p).is_file()]
 
 
-@pytest.mark.parametrize("target", ["onnx.save_model", "dmv_fast.models.atomic_write"])
+@pytest.mark.parametrize("target", ["onnx.save_model", "dmv_fast.model.cache.write_json"])
 def test_disk_full_in_the_model_cache(target, run, tiny, empty_cache, monkeypatch):
     _full_disk(target)(monkeypatch)
     failed(cli(*args(run, tiny)), 1, "disk full")
@@ -680,7 +680,7 @@ def test_disk_full_in_the_model_cache(target, run, tiny, empty_cache, monkeypatc
 
 def test_output_that_appears_meanwhile_is_never_replaced(run, tiny, cache, monkeypatch):
     """Another run finishes the same output while this one renders: this one loses."""
-    from dmv_fast import encode
+    from dmv_fast.video import writer as encode
 
     real = encode.VideoWriter.write
 
@@ -746,19 +746,19 @@ def hold_at(owner, name, call=1):
 
 
 if point == "analysis":
-    from dmv_fast import audio
+    from dmv_fast.audio import features as audio
     hold_at(audio, "analyze")
 elif point in ("encode", "frames"):
-    from dmv_fast import runtime
+    from dmv_fast.model import runtime
     hold_at(runtime.Generator, "generate", 3)
 elif point == "export":
     import onnx.checker
     hold_at(onnx.checker, "check_model")
 elif point == "record":
-    from dmv_fast import record
+    from dmv_fast.render import record
     hold_at(record.StagedRecord, "publish")
 
-from dmv_fast.cli import main
+from dmv_fast.cli.app import main
 main(sys.argv[3:])
 """
 

@@ -11,7 +11,7 @@ import pytest
 from _media import gradient_frames
 from PIL import Image
 
-from dmv_fast.frames import FrameStore
+from dmv_fast.render.folders import FrameStore
 
 SETTINGS = {
     "song": "song.wav",

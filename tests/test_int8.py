@@ -19,11 +19,14 @@ from _models import (  # noqa: E402
     psnr,
     write_tiny_folder,
 )
+from dmv_fast_export import feeds as feeds_module  # noqa: E402
 from dmv_fast_export import quality, quantize  # noqa: E402
 
-from dmv_fast import models  # noqa: E402
-from dmv_fast.plan import ModelSpec  # noqa: E402
-from dmv_fast.runtime import Generator  # noqa: E402
+from dmv_fast.files import sha256_file
+from dmv_fast.model import cache as models  # noqa: E402
+from dmv_fast.model import weights as model_weights
+from dmv_fast.model.runtime import Generator  # noqa: E402
+from dmv_fast.settings.spec import ModelSpec
 
 BATCH = 2
 #: The tiny model's bar (the full models' is 35 dB, see benchmarks/results/int8_cpu.md). Its
@@ -69,7 +72,7 @@ def test_int8_frames_are_within_the_bar_of_fp32(graphs, tmp_path):
     batches = [
         feed
         for k, t in enumerate((0.2, 0.4, 0.6, 0.8, 1.0))
-        for feed in quantize.feeds(*_in_range(t, 2 * BATCH, 100 + k), t, BATCH)
+        for feed in feeds_module.feeds(*_in_range(t, 2 * BATCH, 100 + k), t, BATCH)
     ]
     ranges = quantize.calibrate(fp32, tmp_path / "ranges.json", batches)
     int8 = quantize.quantize(fp32, tmp_path / "int8.onnx", ranges_path=ranges)
@@ -104,16 +107,16 @@ def test_cache_keeps_int8_apart_from_fp32(tiny, graphs):
     fp32, int8 = graphs
     assert fp32 != int8 and fp32.parent == int8.parent
     assert "-int8-" in int8.name and "-fp32-" in fp32.name
-    source = models.resolve_weights(tiny, TINY_RESOLUTION)
+    source = model_weights.resolve_weights(tiny, TINY_RESOLUTION)
     key8 = models.onnx_key(source, "int8", BATCH, 1, "stretch")
     key32 = models.onnx_key(source, "fp32", BATCH, 1, "stretch")
     assert models.cached_onnx(key8) == int8 and models.cached_onnx(key32) == fp32
     assert key8["quantizer_version"] and "quantizer_version" not in key32
     record = json.loads(int8.with_suffix(".json").read_text())
     assert record["key"] == key8
-    assert record["quantized_from"]["sha256"] == models.sha256_file(fp32)
+    assert record["quantized_from"]["sha256"] == sha256_file(fp32)
     assert set(record["validation"]["truncations"]) == {"0.2", "0.5", "1.0"}
-    assert models.sha256_file(fp32) != models.sha256_file(int8)
+    assert sha256_file(fp32) != sha256_file(int8)
 
 
 def test_damaged_int8_entry_is_rebuilt_without_exporting_again(tiny, graphs, monkeypatch, caplog):
@@ -128,12 +131,12 @@ def test_damaged_int8_entry_is_rebuilt_without_exporting_again(tiny, graphs, mon
     def refuse(*args, **kwargs):
         raise AssertionError("the intact fp32 graph must be quantized, not exported again")
 
-    monkeypatch.setattr(export, "export_source", refuse)
+    monkeypatch.setattr(export, "export_graph", refuse)
     with caplog.at_level(logging.WARNING, logger="dmv_fast"):
         again = models.ensure_onnx(TINY_RESOLUTION, tiny, "int8", BATCH)
     assert again == int8 and "damaged or stale" in caplog.text
     record = json.loads(again.with_suffix(".json").read_text())
-    assert record["onnx_sha256"] == models.sha256_file(again)
+    assert record["onnx_sha256"] == sha256_file(again)
     # The same recipe on the same fp32 graph: the same frames as before the damage.
     assert np.array_equal(Generator(again, backend="cpu").generate(noise, classes, 0.5), before)
 
@@ -147,7 +150,7 @@ def test_int8_on_a_gpu_backend_is_a_one_line_error_before_any_work(
     message = str(info.value)
     assert "\n" not in message and "int8" in message and backend in message
     # A name or an int8 graph: refused before anything is exported or loaded.
-    monkeypatch.setenv(models.ENV_CACHE, str(tmp_path / "empty"))
+    monkeypatch.setenv(model_weights.ENV_CACHE, str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="int8"):
         Generator("biggan-deep-128", backend=backend, precision="int8")
     with pytest.raises(ValueError, match="int8"):
@@ -188,12 +191,12 @@ def test_ssim_and_psnr():
     assert quality.ssim(a, 255 - a) < 0
 
 
-def test_export_source_refuses_int8(tiny):
-    from dmv_fast_export.export import export_source
+def test_export_source_refuses_int8(tiny, tmp_path):
+    from dmv_fast_export.export import export_graph
 
-    source = models.resolve_weights(tiny, TINY_RESOLUTION)
+    source = model_weights.resolve_weights(tiny, TINY_RESOLUTION)
     with pytest.raises(ValueError, match="quantized from the fp32 graph"):
-        export_source(source, models.onnx_key(source, "int8", BATCH, 1, "stretch"))
+        export_graph(source, models.onnx_key(source, "int8", BATCH, 1, "stretch"), tmp_path / "g")
     with pytest.raises(ValueError, match="rgb24"):
         models.ensure_onnx(TINY_RESOLUTION, tiny, "int8", BATCH, pixel_format="yuv420p")
 
@@ -224,7 +227,7 @@ def test_body_op_recipe_keeps_the_conditioning_path_in_float(graphs, tmp_path):
     batches = [
         feed
         for k, t in enumerate((0.2, 0.6, 1.0))
-        for feed in quantize.feeds(*_in_range(t, BATCH, 200 + k), t, BATCH)
+        for feed in feeds_module.feeds(*_in_range(t, BATCH, 200 + k), t, BATCH)
     ]
     ranges = quantize.calibrate(fp32, tmp_path / "ranges.json", batches)
     recipe = quantize.Recipe(op_types=("Conv", "MatMul", *quantize.EXTRA_OP_TYPES))

@@ -14,10 +14,11 @@ from _media import synth_music
 from _models import TINY_RESOLUTION
 from _models import _library_logging as _library_logging  # autouse fixture
 
-from dmv_fast import models
-from dmv_fast.live import LiveSession, Pacer
-from dmv_fast.online import OnlineTrajectory
-from dmv_fast.options import RenderOptions
+from dmv_fast.live.pacer import Pacer
+from dmv_fast.live.session import LiveSession
+from dmv_fast.model import weights as model_weights
+from dmv_fast.settings.options import RenderOptions
+from dmv_fast.vectors.online import OnlineTrajectory
 
 SR = 22050
 
@@ -53,7 +54,7 @@ def tiny_gen(tmp_path_factory):
     pytest.importorskip("torch")
     from _models import export_tiny
 
-    from dmv_fast.runtime import Generator
+    from dmv_fast.model.runtime import Generator
 
     return Generator(export_tiny(tmp_path_factory, 1), backend="cpu")
 
@@ -183,7 +184,8 @@ def test_pacer_refuses_a_bad_rate():
 
 
 def test_song_at_real_time_pace_ends_within_one_frame_of_its_length(make_song):
-    from dmv_fast.cli_live import play, song_blocks
+    from dmv_fast.audio.decode import song_blocks
+    from dmv_fast.live.pacer import play
 
     path = make_song("jingle.ogg", seconds=3.3, rate=44100, channels=2)
     clock = SimClock(overshoot=lambda: 0.001)
@@ -206,21 +208,13 @@ def test_song_at_real_time_pace_ends_within_one_frame_of_its_length(make_song):
 
 @pytest.fixture
 def live(monkeypatch, tmp_path_factory):
-    """Run ``dmv-fast live ARGS`` through the real app with the command registered."""
-    import typer
+    """Run ``dmv-fast live ARGS`` through the real app."""
     from typer.testing import CliRunner
 
-    from dmv_fast.cli import expand_multi_value
-    from dmv_fast.cli_live import register
+    from dmv_fast.cli.app import app
+    from dmv_fast.cli.terminal import expand_multi_value
 
-    monkeypatch.setenv(models.ENV_CACHE, str(tmp_path_factory.getbasetemp() / "live-cache"))
-    app = typer.Typer()
-
-    @app.callback()
-    def _main() -> None:
-        """dmv-fast"""
-
-    register(app)
+    monkeypatch.setenv(model_weights.ENV_CACHE, str(tmp_path_factory.getbasetemp() / "live-cache"))
     runner = CliRunner()
 
     def invoke(*args: str, input: bytes | None = None):
@@ -259,7 +253,7 @@ def test_live_song_to_mp4_has_one_frame_per_hop_and_the_audio(live, tiny_weights
 def test_live_stdin_to_raw_frames_and_mp4(live, tiny_weights, tmp_path):
     from _media import probe
 
-    from dmv_fast.encode import VideoWriter
+    from dmv_fast.video.writer import VideoWriter
 
     pcm = synth_music(1.5, 16000, 2)
     out = tmp_path / "stdin.mp4"
@@ -277,7 +271,7 @@ def test_live_stdin_to_raw_frames_and_mp4(live, tiny_weights, tmp_path):
     # The MP4 holds the raw frames as one libx264 pass at crf 20 would (the lossless
     # intermediate used to mux the recorded audio adds nothing).
     direct = tmp_path / "direct.mp4"
-    with VideoWriter(direct, 128, 128, Fraction(SR, 2048), encoder="x264") as writer:
+    with VideoWriter(direct, (128, 128), Fraction(SR, 2048), encoder="x264") as writer:
         writer.write(raw)
     assert np.abs(probe(direct).decoded.astype(int) - video.decoded.astype(int)).max() <= 2
     assert (video.audio_rate, video.audio_channels) == (16000, 2)
@@ -293,8 +287,6 @@ def test_live_stdin_to_raw_frames_and_mp4(live, tiny_weights, tmp_path):
         (("--stdin",), "--stdin needs --rate"),
         (("--stdin", "--rate", "8000", "--frame_length", "500"), "frame_length must be"),
         (("--stdin", "--rate", "8000", "--lookahead", "99"), "lookahead must be"),
-        (("--stdin", "--rate", "8000", "--backend", "gpu"), "backend"),
-        (("--stdin", "--rate", "8000", "--resolution", "300"), "resolution"),
         (("--input-device", "0"), "pip install 'dmv-fast[live]'"),
     ],
 )
@@ -307,6 +299,26 @@ def test_bad_live_options_fail_in_one_line(live, monkeypatch, tmp_path, args, ne
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and needle in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--backend", "gpu"), "'--backend'"),
+        (("--resolution", "300"), "'--resolution'"),
+    ],
+)
+def test_live_takes_the_same_choices_as_render(tmp_path, capsys, args, needle):
+    """A choice outside the settings' list is a usage error, as for every command."""
+    from dmv_fast.cli.app import main
+
+    out = tmp_path / "never.mp4"
+    with pytest.raises(SystemExit) as info:
+        main(["live", "--stdin", "--rate", "8000", *args, "-o", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and needle in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
 
@@ -338,9 +350,9 @@ def test_a_failing_generator_surfaces_in_pull():
 def test_visualizer_stream_runs_the_plan_generator(tiny_weights, tmp_path, monkeypatch):
     """`Visualizer.stream()` serves the plan's warm generator: pushed audio comes out as frames
     equal to `generate()` on the engine's vectors."""
-    from dmv_fast.options import RenderOptions
-    from dmv_fast.pipeline import Visualizer
-    from dmv_fast.plan import ModelSpec
+    from dmv_fast.render.api import Visualizer
+    from dmv_fast.settings.options import RenderOptions
+    from dmv_fast.settings.spec import ModelSpec
 
     monkeypatch.setenv("DMV_FAST_CACHE", str(tmp_path / "cache"))
     vis = Visualizer(ModelSpec(resolution=128, weights=str(tiny_weights), batch_size=1,

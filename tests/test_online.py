@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from _media import synth_music
 
-from dmv_fast.audio import analyze
-from dmv_fast.online import OnlineTrajectory, reference_vectors
-from dmv_fast.options import RenderOptions
-from dmv_fast.trajectory import compute_vectors, draw_random, jitter_factors, noise_kernel
+from dmv_fast.audio.features import analyze
+from dmv_fast.settings.options import RenderOptions
+from dmv_fast.vectors.online import OnlineTrajectory, reference_vectors
+from dmv_fast.vectors.trajectory import compute_vectors, draw_random, jitter_factors, noise_kernel
 
 SR = 22050
 
@@ -106,7 +106,7 @@ def test_noise_follows_the_offline_update_rules():
 
 
 def _drive_of(engine: OnlineTrajectory, specm: np.ndarray, i: int) -> float:
-    from dmv_fast.online import _drive_kernel
+    from dmv_fast.vectors.online import _drive_kernel
 
     return float(_drive_kernel(specm[i : i + 1], engine._drive_state, engine.params.decay, 1e-3)[0])
 
@@ -174,7 +174,7 @@ def test_a_loud_intro_does_not_flatten_the_rest():
     t = np.arange(n)
     specm = np.where(t < 200, 100.0, 1.0 + 0.5 * np.sin(t / 5.0))  # loud intro, quiet verse
     engine = OnlineTrajectory(_opts(frame_length=fl), halflife=5.0)
-    from dmv_fast.online import _drive_kernel
+    from dmv_fast.vectors.online import _drive_kernel
 
     drive = _drive_kernel(specm, engine._drive_state, engine.params.decay, 1e-3)
     offline = (specm - specm.min()) / np.ptp(specm)

@@ -7,8 +7,8 @@ from fractions import Fraction
 
 import pytest
 
-from dmv_fast.options import RenderOptions
-from dmv_fast.plan import ModelSpec
+from dmv_fast.settings.options import RenderOptions
+from dmv_fast.settings.spec import ModelSpec
 
 
 def test_defaults_are_the_originals(song_wav):
@@ -133,7 +133,7 @@ def test_edges_of_the_ranges_are_accepted(song_wav):
 
 
 def test_song_is_checked_cheaply(tmp_path):
-    from dmv_fast.preflight import preflight
+    from dmv_fast.render.preflight import preflight
 
     with pytest.raises(ValueError, match="does not exist"):
         preflight(RenderOptions(song=str(tmp_path / "missing.mp3")), overwrite=False)

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from _media import write_song
 
-from dmv_fast import pipeline
-from dmv_fast.audio import analyze
-from dmv_fast.frames import FrameStore, frames_folder
-from dmv_fast.options import RenderOptions
-from dmv_fast.plan import ModelSpec
+from dmv_fast.audio.features import analyze
+from dmv_fast.render import api as pipeline
+from dmv_fast.render.folders import FrameStore, frames_folder
+from dmv_fast.settings.options import RenderOptions
+from dmv_fast.settings.spec import ModelSpec
 
 pytest.importorskip("torch")
 
@@ -140,7 +140,7 @@ def test_use_previous_vectors_reproduces_the_video(tmp_path, tiny_weights):
 def test_interrupt_leaves_no_partial_video_and_use_disk_resumes(
     tmp_path, tiny_weights, monkeypatch
 ):
-    from dmv_fast import runtime
+    from dmv_fast.model import runtime
 
     song = _song(tmp_path / "song.wav", 3.0, 22050, 1)
     out = tmp_path / "v.mp4"
@@ -188,7 +188,7 @@ def test_interrupt_leaves_no_partial_video_and_use_disk_resumes(
 
 
 def test_save_only_builds_from_the_folder_without_generating(tmp_path, tiny_weights, monkeypatch):
-    from dmv_fast import runtime
+    from dmv_fast.model import runtime
 
     song = _song(tmp_path / "song.wav", 2.0, 22050, 1)
     out = tmp_path / "v.mp4"
@@ -210,8 +210,8 @@ def test_sigint_in_a_cli_render_exits_cleanly(tmp_path, tiny_weights, monkeypatc
     """A real SIGINT arriving mid-render: exit code 130, one line, no MP4."""
     from typer.testing import CliRunner
 
-    from dmv_fast import runtime
-    from dmv_fast.cli import app
+    from dmv_fast.cli.app import app
+    from dmv_fast.model import runtime
 
     song = _song(tmp_path / "song.wav", 3.0, 22050, 1)
     out = tmp_path / "v.mp4"

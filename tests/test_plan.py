@@ -7,8 +7,9 @@ import logging
 
 import pytest
 
-from dmv_fast import plan
-from dmv_fast.plan import CPU, CPU_BATCH_CAP, CUDA, TENSORRT, ModelSpec, resolve, settle
+from dmv_fast.settings import plan
+from dmv_fast.settings.plan import CPU, CPU_BATCH_CAP, CUDA, TENSORRT, resolve, settle
+from dmv_fast.settings.spec import ModelSpec
 
 GPU_OFFERED = (TENSORRT, CUDA, CPU)
 
@@ -107,11 +108,13 @@ def test_workers_are_checked():
 
 
 def test_choice_lists_are_defined_once():
-    """The CLI's choices are the plan's."""
-    from dmv_fast import cli
+    """The CLI's choices are the settings'."""
+    from dmv_fast.cli import params
+    from dmv_fast.settings import choices
 
-    assert [e.value for e in cli.Backend] == list(plan.BACKENDS)
-    assert [e.value for e in cli.Precision] == list(plan.PRECISIONS)
-    assert [e.value for e in cli.EncoderChoice] == list(plan.ENCODERS)
-    assert [e.value for e in cli.Pixels] == list(plan.PIXELS)
-    assert [e.value for e in cli.Preset] == list(plan.X264_PRESETS)
+    assert [e.value for e in params.BackendChoice] == list(choices.BACKENDS)
+    assert [e.value for e in params.PrecisionChoice] == list(choices.PRECISIONS)
+    assert [e.value for e in params.EncoderChoice] == list(choices.ENCODERS)
+    assert [e.value for e in params.PixelsChoice] == list(choices.PIXELS)
+    assert [e.value for e in params.PresetChoice] == list(choices.X264_PRESETS)
+    assert [e.value for e in params.ResolutionChoice] == [str(r) for r in choices.RESOLUTIONS]

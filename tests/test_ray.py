@@ -14,11 +14,11 @@ from _media import probe
 pytest.importorskip("torch")
 ray = pytest.importorskip("ray")
 
-from dmv_fast.distributed import RayPool, RaySegmentWorker, actors_that_fit  # noqa: E402
-from dmv_fast.options import RenderOptions  # noqa: E402
-from dmv_fast.pipeline import render  # noqa: E402
-from dmv_fast.plan import ModelSpec  # noqa: E402
-from dmv_fast.segmented import render_many  # noqa: E402
+from dmv_fast.render.api import render  # noqa: E402
+from dmv_fast.render.ray_pool import RayPool, RaySegmentWorker, actors_that_fit  # noqa: E402
+from dmv_fast.render.segmented import render_many  # noqa: E402
+from dmv_fast.settings.options import RenderOptions  # noqa: E402
+from dmv_fast.settings.spec import ModelSpec  # noqa: E402
 
 FPS = Fraction(22050, 2048)
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ def test_a_gpu_actor_killed_mid_render_is_retried(cluster, tiny_weights, make_so
 def test_ray_address_renders_through_the_library_entry_point(
     cluster, tiny_weights, make_song, tmp_path
 ):
-    from dmv_fast.segmented import render_segmented
+    from dmv_fast.render.segmented import render_segmented
 
     song = make_song("song.wav", seconds=2.0, rate=22050, channels=1)
     opts = _opts(song, tmp_path / "v.mp4")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import dmv_fast
-from dmv_fast.audio import analyze
-from dmv_fast.options import RenderOptions
-from dmv_fast.record import read_record, record_paths, write_record
-from dmv_fast.trajectory import compute_vectors
+from dmv_fast.audio.features import analyze
+from dmv_fast.render.record import read_record, record_paths, write_record
+from dmv_fast.settings.options import RenderOptions
+from dmv_fast.vectors.trajectory import compute_vectors
 
 
 @pytest.fixture

@@ -24,9 +24,12 @@ from _models import (
     psnr,
 )
 
-from dmv_fast import models, plan
-from dmv_fast.runtime import Generator
-from dmv_fast.truncation import bn_inputs, bn_mix
+from dmv_fast.files import sha256_file
+from dmv_fast.model import cache as models
+from dmv_fast.model import weights as model_weights
+from dmv_fast.model.runtime import Generator
+from dmv_fast.model.truncation import bn_inputs, bn_mix
+from dmv_fast.settings import plan
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 HAS_TENSORRT = "TensorrtExecutionProvider" in ort.get_available_providers()
@@ -241,9 +244,9 @@ def test_cuda_fp16_close_to_fp32(tmp_path, monkeypatch, gen):
     pytest.importorskip("torch")
     from _models import write_tiny_folder
 
-    from dmv_fast.models import ensure_onnx as export_model
+    from dmv_fast.model.cache import ensure_onnx as export_model
 
-    monkeypatch.setenv(models.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.setenv(model_weights.ENV_CACHE, str(tmp_path / "cache"))
     write_tiny_folder(tmp_path / "tiny")
     gen16 = Generator(export_model(TINY_RESOLUTION, tmp_path / "tiny", "fp16", 3), "cuda")
     noise, classes = inputs(3)
@@ -253,7 +256,7 @@ def test_cuda_fp16_close_to_fp32(tmp_path, monkeypatch, gen):
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_TENSORRT, reason="needs the TensorRT execution provider")
 def test_tensorrt_matches_cpu(graph, gen, tmp_path, monkeypatch):
-    monkeypatch.setenv(models.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.setenv(model_weights.ENV_CACHE, str(tmp_path / "cache"))
     trt = Generator(graph, backend="tensorrt")
     assert trt.providers[0] == "TensorrtExecutionProvider"
     noise, classes = inputs(3)
@@ -265,14 +268,14 @@ def test_tensorrt_matches_cpu(graph, gen, tmp_path, monkeypatch):
 
 
 def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv(models.ENV_CACHE, str(tmp_path / "c"))
-    assert models.cache_dir() == tmp_path / "c"
-    monkeypatch.delenv(models.ENV_CACHE)
-    assert models.cache_dir().name == "dmv-fast"
+    monkeypatch.setenv(model_weights.ENV_CACHE, str(tmp_path / "c"))
+    assert model_weights.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv(model_weights.ENV_CACHE)
+    assert model_weights.cache_dir().name == "dmv-fast"
 
 
 def test_export_without_torch_names_the_extra(tmp_path, monkeypatch):
-    monkeypatch.setenv(models.ENV_CACHE, str(tmp_path))
+    monkeypatch.setenv(model_weights.ENV_CACHE, str(tmp_path))
     monkeypatch.setattr(models, "torch_available", lambda: False)
     with pytest.raises(RuntimeError) as info:
         models.ensure_onnx(128, "random", "fp32", 2)
@@ -288,8 +291,8 @@ def test_runtime_modules_do_not_import_torch():
         " or m.startswith('dmv_fast.bench')]; print(','.join(mods))"
     )
     library = (
-        "import sys, dmv_fast, dmv_fast.pipeline, dmv_fast.plan, dmv_fast.runtime, "
-        "dmv_fast.models, dmv_fast.truncation, dmv_fast.cli;"
+        "import sys, dmv_fast, dmv_fast.render.engine, dmv_fast.settings.plan, dmv_fast.model.runtime, "
+        "dmv_fast.model.cache, dmv_fast.model.truncation, dmv_fast.cli.app;"
     )
 
     def loaded(code: str) -> str:
@@ -332,7 +335,7 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server(monkeypatch, tmp_path):
-    monkeypatch.setenv(models.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.setenv(model_weights.ENV_CACHE, str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
     files = {"/w.bin": rng.bytes(300_000)}
     _RangeHandler.files, _RangeHandler.requests = files, []
@@ -341,46 +344,46 @@ def server(monkeypatch, tmp_path):
     thread.start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
     mirrors = {128: [base + "/missing.bin", base + "/w.bin"]}  # the first mirror fails
-    monkeypatch.setattr(models, "_MIRRORS", mirrors)
+    monkeypatch.setattr(model_weights, "_MIRRORS", mirrors)
     yield files
     httpd.shutdown()
     httpd.server_close()
 
 
 def test_download_resumes_records_hashes_and_then_stays_offline(server, monkeypatch):
-    folder = models.weights_dir("biggan-deep-128")
+    folder = model_weights.weights_dir("biggan-deep-128")
     folder.mkdir(parents=True)
     (folder / "pytorch_model.bin.part").write_bytes(server["/w.bin"][:100_000])
     seen = []
-    path = models.fetch_weights("biggan-deep-128", progress=lambda d, t: seen.append((d, t)))
-    assert (path / models.WEIGHTS_NAME).read_bytes() == server["/w.bin"]
+    path = model_weights.fetch_weights("biggan-deep-128", progress=lambda d, t: seen.append((d, t)))
+    assert (path / model_weights.WEIGHTS_NAME).read_bytes() == server["/w.bin"]
     assert ("/w.bin", "bytes=100000-") in _RangeHandler.requests  # resumed, not restarted
     assert seen[-1] == (300_000, 300_000)
-    record = json.loads((path / models.SIDECAR_NAME).read_text())
-    assert record["files"][models.WEIGHTS_NAME]["sha256"] == models.sha256_file(
-        path / models.WEIGHTS_NAME
+    record = json.loads((path / model_weights.SIDECAR_NAME).read_text())
+    assert record["files"][model_weights.WEIGHTS_NAME]["sha256"] == sha256_file(
+        path / model_weights.WEIGHTS_NAME
     )
 
     def offline(*args, **kwargs):
         raise AssertionError("the network must not be touched when the cache serves")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    assert models.fetch_weights("biggan-deep-128") == path
-    source = models.resolve_weights(None, 128)
-    assert source.kind == "pretrained" and source.weights_file == path / models.WEIGHTS_NAME
+    assert model_weights.fetch_weights("biggan-deep-128") == path
+    source = model_weights.resolve_weights(None, 128)
+    assert source.kind == "pretrained" and source.weights_file == path / model_weights.WEIGHTS_NAME
 
 
 def test_damaged_cached_weights_are_fetched_again(server, caplog):
-    path = models.fetch_weights("biggan-deep-128")
-    (path / models.WEIGHTS_NAME).write_bytes(b"garbage")
+    path = model_weights.fetch_weights("biggan-deep-128")
+    (path / model_weights.WEIGHTS_NAME).write_bytes(b"garbage")
     with caplog.at_level(logging.WARNING, logger="dmv_fast"):
-        models.fetch_weights("biggan-deep-128")
+        model_weights.fetch_weights("biggan-deep-128")
     assert "does not match its recorded SHA-256" in caplog.text
-    assert (path / models.WEIGHTS_NAME).read_bytes() == server["/w.bin"]
+    assert (path / model_weights.WEIGHTS_NAME).read_bytes() == server["/w.bin"]
 
 
 def test_offline_without_cached_weights_is_a_one_line_error(tmp_path, monkeypatch):
-    monkeypatch.setenv(models.ENV_CACHE, str(tmp_path))
+    monkeypatch.setenv(model_weights.ENV_CACHE, str(tmp_path))
 
     def unreachable(*args, **kwargs):
         raise urllib.error.URLError("no route to host")
@@ -398,7 +401,7 @@ def test_offline_without_cached_weights_is_a_one_line_error(tmp_path, monkeypatc
 
 
 def test_yuv420_planes_from_the_graph_equal_the_host_conversion(yuv_graph, gen):
-    from dmv_fast.yuv import rgb_to_yuv420
+    from dmv_fast.video.yuv import rgb_to_yuv420
 
     record = models.onnx_record(yuv_graph)
     assert record["key"]["pixel_format"] == "yuv420p"  # cached apart from the RGB graph
@@ -418,7 +421,7 @@ def test_yuv420_planes_from_the_graph_equal_the_host_conversion(yuv_graph, gen):
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="needs onnxruntime-gpu and an NVIDIA GPU")
 def test_cuda_yuv420_planes_match_the_cpu(yuv_graph, gen):
-    from dmv_fast.yuv import rgb_to_yuv420
+    from dmv_fast.video.yuv import rgb_to_yuv420
 
     cuda = Generator(yuv_graph, backend="cuda")
     noise, classes = inputs(5, seed=10)

@@ -13,18 +13,19 @@ import numpy as np
 import pytest
 from _media import gradient_frames, probe, write_song
 
-from dmv_fast.options import RenderOptions
-from dmv_fast.pipeline import render
-from dmv_fast.plan import ModelSpec, default_workers, resolve
-from dmv_fast.segments import (
+from dmv_fast.render.api import render
+from dmv_fast.render.folders import segments_folder
+from dmv_fast.render.workers import LocalPool, WorkerModel
+from dmv_fast.settings.options import RenderOptions
+from dmv_fast.settings.plan import default_workers, resolve
+from dmv_fast.settings.spec import ModelSpec
+from dmv_fast.video.segments import (
     Segment,
     VideoSettings,
     encode_segment,
     join_segments,
     plan_segments,
-    segments_folder,
 )
-from dmv_fast.workers import LocalPool, WorkerModel
 
 FPS = Fraction(22050, 2048)
 
@@ -75,11 +76,11 @@ def test_join_with_b_frames_keeps_every_frame_and_the_audio_in_sync(tmp_path):
     settings = VideoSettings(crf=20)
     for seg in plan_segments(30, 29 // 3 + 4):  # 13, 13, 4
         path = tmp_path / seg.name
-        written = encode_segment([frames[seg.start : seg.stop]], path, 64, 64, FPS, settings)
+        written = encode_segment([frames[seg.start : seg.stop]], path, (64, 64), FPS, settings)
         assert written == seg.frames
         parts.append((seg, path))
     parts.append((Segment(3, 30, 31), tmp_path / "last.mp4"))
-    encode_segment([gradient_frames(1, 64, 64, start=30)], parts[-1][1], 64, 64, FPS, settings)
+    encode_segment([gradient_frames(1, 64, 64, start=30)], parts[-1][1], (64, 64), FPS, settings)
     with av.open(str(parts[0][1])) as c:  # the segment really has reordered frames
         first = next(p for p in c.demux(video=0) if p.size)
         assert first.dts < first.pts
@@ -98,7 +99,7 @@ def test_join_with_b_frames_keeps_every_frame_and_the_audio_in_sync(tmp_path):
 
 def test_join_refuses_gaps_and_leaves_no_file(tmp_path):
     path = tmp_path / "a.mp4"
-    encode_segment([gradient_frames(4, 64, 64)], path, 64, 64, FPS, VideoSettings())
+    encode_segment([gradient_frames(4, 64, 64)], path, (64, 64), FPS, VideoSettings())
     out = tmp_path / "out.mp4"
     with pytest.raises(RuntimeError, match="starts at frame 8, not 4"):
         join_segments([(Segment(0, 0, 4), path), (Segment(1, 8, 12), path)], out, FPS, None)
@@ -108,7 +109,7 @@ def test_join_refuses_gaps_and_leaves_no_file(tmp_path):
 
 
 def test_default_workers_keep_up_with_the_generator():
-    from dmv_fast.plan import GPU_FPS_512, X264_FPS_512, encoder_fps
+    from dmv_fast.settings.plan import GPU_FPS_512, X264_FPS_512, encoder_fps
 
     # The CPU: the generator is the bottleneck; NVENC: one hardware stream keeps up.
     assert default_workers(False, "x264", 512, 1, cores=16) == 1
@@ -177,7 +178,7 @@ class _Recording:
 
 
 def test_segmented_render_equals_the_one_process_render(tmp_path, spec, song):
-    from dmv_fast.segmented import render_segmented
+    from dmv_fast.render.segmented import render_segmented
 
     one = render(_opts(song, tmp_path / "one.mp4", crf=0), spec)
     calls = []
@@ -207,7 +208,7 @@ def test_segmented_render_equals_the_one_process_render(tmp_path, spec, song):
 
 def test_two_workers_give_the_same_video_as_one(tmp_path, spec, song):
     """At crf 20 (B-frames, lossy) the bitstreams are byte for byte the same."""
-    from dmv_fast.segmented import render_segmented
+    from dmv_fast.render.segmented import render_segmented
 
     for workers in (1, 2):
         out = tmp_path / f"w{workers}.mp4"
@@ -268,14 +269,14 @@ def test_rerun_after_an_interrupt_renders_only_the_missing_segments(tmp_path, sp
 
 
 def render_segmented_with(opts, pool, **kw):
-    from dmv_fast.segmented import render_many
+    from dmv_fast.render.segmented import render_many
 
     spec = pool.inner.model.spec
     return render_many([opts], spec, pool=pool, segment_frames=8, **kw)[0]
 
 
 def test_render_many_serves_every_song_with_the_same_workers(tmp_path, spec, make_song):
-    from dmv_fast.segmented import render_many
+    from dmv_fast.render.segmented import render_many
 
     songs = [make_song(f"s{i}.wav", seconds=1.5 + i, seed=i) for i in range(2)]
     options = [_opts(s, tmp_path / f"{s.stem}.mp4", crf=0) for s in songs]
@@ -291,8 +292,8 @@ def test_render_many_serves_every_song_with_the_same_workers(tmp_path, spec, mak
 
 
 def test_bad_requests_fail_in_one_line_before_any_work(tmp_path, spec, song, monkeypatch):
-    from dmv_fast import audio
-    from dmv_fast.segmented import render_many, render_segmented
+    from dmv_fast.audio import features as audio
+    from dmv_fast.render.segmented import render_many, render_segmented
 
     def no_analysis(*a, **k):
         raise AssertionError("analysis must not start")
@@ -301,8 +302,8 @@ def test_bad_requests_fail_in_one_line_before_any_work(tmp_path, spec, song, mon
     out = tmp_path / "v.mp4"
     opts = _opts(song, out)
     for kw, match in [
-        ({"workers": 0}, "workers must be an integer >= 1"),
-        ({"workers": 1.5}, "workers must be an integer >= 1"),
+        ({"workers": 0}, "workers must be an integer in 1..256"),
+        ({"workers": 1.5}, "workers must be an integer in 1..256"),
         ({"segment_frames": 0}, "segment_frames"),
         ({"ray_address": ""}, "ray_address"),
     ]:
@@ -327,7 +328,7 @@ def test_bad_requests_fail_in_one_line_before_any_work(tmp_path, spec, song, mon
 
 
 def test_a_bare_ray_flag_means_a_local_instance():
-    from dmv_fast.cli_batch import expand_bare_ray
+    from dmv_fast.cli.terminal import expand_bare_ray
 
     assert expand_bare_ray(["render", "--ray"]) == ["render", "--ray", "local"]
     assert expand_bare_ray(["batch", "a.mp3", "--ray", "-q"]) == [
@@ -337,18 +338,10 @@ def test_a_bare_ray_flag_means_a_local_instance():
 
 
 def test_batch_command_renders_every_song_into_the_folder(tmp_path, spec, make_song):
-    import typer
     from typer.testing import CliRunner
 
-    from dmv_fast.cli_batch import register
+    from dmv_fast.cli.app import app
 
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """dmv-fast."""
-
-    register(app)
     songs = [make_song(f"song{i}.wav", seconds=1.0 + i, seed=i) for i in range(2)]
     out = tmp_path / "videos"
     common = ["--resolution", "128", "--weights", spec.weights, "--batch-size", "4",
@@ -365,12 +358,12 @@ def test_batch_command_renders_every_song_into_the_folder(tmp_path, spec, make_s
     assert "already exists" in result.output
     bad = CliRunner().invoke(app, ["batch", str(songs[0]), "--out-dir", str(out), "--workers",
                                    "0", *common])  # fmt: skip
-    assert bad.exit_code == 1 and "workers must be an integer >= 1" in bad.output
+    assert bad.exit_code == 1 and "workers must be an integer in 1..256" in bad.output
 
 
 def test_render_command_with_two_workers_gives_the_one_process_video(tmp_path, spec, song):
     """`dmv-fast render --workers 2` (segments on two processes) against `--workers 1`."""
-    from dmv_fast.cli import main
+    from dmv_fast.cli.app import main
 
     common = ["render", "--song", str(song), "--resolution", "128", "--weights", spec.weights,
               "--batch-size", "4", "--frame-length", "2048", "--backend", "cpu", "--seed", "5",

@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pytest
 
-from dmv_fast.audio import AudioFeatures, analyze
-from dmv_fast.options import RenderOptions
-from dmv_fast.pipeline import video_frame_count
-from dmv_fast.reference import reference_trajectory
-from dmv_fast.trajectory import (
+from dmv_fast.audio.features import AudioFeatures, analyze
+from dmv_fast.render.job import video_frame_count
+from dmv_fast.settings.options import RenderOptions
+from dmv_fast.vectors.reference import reference_trajectory
+from dmv_fast.vectors.trajectory import (
     compute_vectors,
     draw_random,
     drive_signal,

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from dmv_fast.yuv import rgb_to_yuv420
+from dmv_fast.video.yuv import rgb_to_yuv420
 
 
 def _identity_model(b: int, h: int, w: int) -> onnx.ModelProto:
@@ -61,13 +61,13 @@ def test_odd_sizes_are_refused():
 def test_writer_takes_yuv420p_planes_and_nvenc_layout_is_interleaved(tmp_path):
     from fractions import Fraction
 
-    from dmv_fast.encode import VideoWriter
-    from dmv_fast.nvenc import yuv420p_to_nv12
+    from dmv_fast.video.nvenc import yuv420p_to_nv12
+    from dmv_fast.video.writer import VideoWriter
 
     frames = _frames(4, 32, 32)
     out = tmp_path / "yuv.mp4"
     with VideoWriter(
-        out, 32, 32, Fraction(22050, 512), encoder="x264", crf=0, pixel_format="yuv420p"
+        out, (32, 32), Fraction(22050, 512), encoder="x264", crf=0, pixel_format="yuv420p"
     ) as w:
         w.write(rgb_to_yuv420(frames))
     with av.open(str(out)) as c:

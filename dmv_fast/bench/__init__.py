@@ -12,7 +12,7 @@ Backends (:data:`~dmv_fast.bench.rows.BACKENDS`):
 
 Every row uses seeded random weights (``--weights random``: the same architecture, so the same
 cost per frame as the pretrained model) and fresh random, non-zero inputs for every timed call.
-The ONNX Runtime rows run the plan :func:`dmv_fast.plan.resolve` makes for their settings; a
+The ONNX Runtime rows run the plan :func:`dmv_fast.settings.plan.resolve` makes for their settings; a
 row that cannot run here is reported as skipped, with the reason.
 
 This package imports torch and the exporter only when a row needs them, and nothing in the
@@ -60,7 +60,7 @@ from dmv_fast.bench.rows import (
     prepare_row,
 )
 from dmv_fast.bench.runner import log_row, measure_isolated, measure_row
-from dmv_fast.plan import MAX_BATCH, RESOLUTIONS
+from dmv_fast.settings.choices import MAX_BATCH, RESOLUTIONS
 
 __all__ = [
     "BACKENDS",

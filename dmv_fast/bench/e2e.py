@@ -27,10 +27,10 @@ E2E_LIMIT = 10.0  # default: an end-to-end row may take this many measurement bu
 
 
 def write_song(path: str | os.PathLike[str], seconds: float, seed: int = 7) -> Path:
-    """Synthesize ``seconds`` of music (:func:`dmv_fast.demo.synthesize_song`) into a WAV."""
+    """Synthesize ``seconds`` of music (:func:`dmv_fast.render.demo.synthesize_song`) into a WAV."""
     import soundfile as sf
 
-    from dmv_fast.demo import DEMO_RATE, synthesize_song
+    from dmv_fast.audio.synth import DEMO_RATE, synthesize_song
 
     path = Path(path)
     sf.write(path, synthesize_song(seconds, seed=seed), DEMO_RATE)
@@ -45,12 +45,12 @@ def end_to_end(
     frame_length: int = FRAME_LENGTH,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Render ``song`` with :func:`dmv_fast.pipeline.render` and the x264 encoder.
+    """Render ``song`` with :func:`dmv_fast.render.api.render` and the x264 encoder.
 
     Args:
         song, output: the audio file and the MP4 to write (replaced if it exists).
-        model: a :class:`~dmv_fast.plan.ModelSpec`, or a
-            :class:`~dmv_fast.pipeline.Visualizer` whose session is reused.
+        model: a :class:`~dmv_fast.settings.spec.ModelSpec`, or a
+            :class:`~dmv_fast.render.api.Visualizer` whose session is reused.
 
     Returns:
         ``song_s``, ``audio_s`` (seconds of video), ``frames``, ``wall_s``,
@@ -59,8 +59,8 @@ def end_to_end(
     """
     import soundfile as sf
 
-    from dmv_fast.options import RenderOptions
-    from dmv_fast.pipeline import Visualizer, render
+    from dmv_fast.render.api import Visualizer, render
+    from dmv_fast.settings.options import RenderOptions
 
     options = RenderOptions(
         song=str(song),
@@ -122,7 +122,7 @@ def e2e_row(
     *,
     limit: float = E2E_LIMIT,
 ) -> dict[str, Any]:
-    """Render a synthesized song on the row's :class:`~dmv_fast.pipeline.Visualizer`.
+    """Render a synthesized song on the row's :class:`~dmv_fast.render.api.Visualizer`.
 
     Returns:
         The figures of :func:`end_to_end` plus ``peak_rss_mb`` (and ``note`` when the song was

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from dmv_fast.bench.measure import TRUNCATION
-from dmv_fast.plan import RESOLUTIONS
+from dmv_fast.settings.choices import RESOLUTIONS
 
 
 def stretch_to_uint8(frame: np.ndarray) -> np.ndarray:

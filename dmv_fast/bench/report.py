@@ -115,7 +115,7 @@ def report_header(env: dict[str, Any], settings: dict[str, Any]) -> str:
         f"{weights}, truncation 1.0, fresh random inputs per call;"
         " frames/s = batch / median call time after warm-up; call p50/p99 = latency of one call"
         " at that batch (the batch-1 rows give the batch-1 latency); peak RSS of the process"
-        " that measured the row; e2e = `dmv_fast.pipeline.render` of a synthesized song with"
+        " that measured the row; e2e = `dmv_fast.render.api.render` of a synthesized song with"
         " libx264, in seconds of video per second of wall time; other jobs' cores = CPU"
         " cores kept busy by other processes during the timed calls (a timing is only as good"
         " as the machine was quiet); % of sgemm peak (CPU rows) = 2 × multiply-adds per frame"

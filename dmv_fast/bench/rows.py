@@ -1,8 +1,8 @@
 """One benchmark row: a backend at one resolution and batch size, planned, built and timed.
 
 A row's backend comes from :data:`BACKENDS`. The ONNX Runtime rows are built from
-:mod:`dmv_fast.plan` (:class:`~dmv_fast.plan.ModelSpec`, :func:`~dmv_fast.plan.resolve`,
-:class:`~dmv_fast.pipeline.Visualizer`), so they run exactly what a render with those settings
+:mod:`dmv_fast.settings.plan` (:class:`~dmv_fast.settings.spec.ModelSpec`, :func:`~dmv_fast.settings.plan.resolve`,
+:class:`~dmv_fast.render.api.Visualizer`), so they run exactly what a render with those settings
 runs. A row that cannot run here is a :class:`Row` with status ``"skipped"`` and the reason:
 ``resolve`` refused the backend, or the plan (or the session) settled on another backend or
 precision than the row names, or a package the row needs is missing.
@@ -27,7 +27,7 @@ from dmv_fast.bench.machine import (
 from dmv_fast.bench.measure import TRUNCATION
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dmv_fast.plan import Plan
+    from dmv_fast.settings.plan import Plan
 
 logger = logging.getLogger("dmv_fast")
 
@@ -42,7 +42,7 @@ class Backend:
     """What a row runs.
 
     Attributes:
-        backend: the :class:`~dmv_fast.plan.ModelSpec` backend (``"cpu"``, ``"cuda"``,
+        backend: the :class:`~dmv_fast.settings.spec.ModelSpec` backend (``"cpu"``, ``"cuda"``,
             ``"tensorrt"``), or ``None`` for torch eager (CUDA when torch sees a GPU).
         precision: the graph's precision (``"fp32"``, ``"fp16"``, ``"int8"``).
         gmac: multiply-accumulates per frame (GMAC) by resolution, for the CPU peak fraction.
@@ -76,7 +76,7 @@ class Row:
     """One measured (or skipped, or failed) row of ``dmv-fast bench``.
 
     Times in milliseconds, memory in MiB, throughput in frames per second. ``plan`` is the
-    resolved plan's :meth:`~dmv_fast.plan.Plan.to_dict` (for torch rows: the same keys, with
+    resolved plan's :meth:`~dmv_fast.settings.plan.Plan.to_dict` (for torch rows: the same keys, with
     ``backend`` ``"torch-cpu"``/``"torch-cuda"``); ``e2e`` the end-to-end render's figures
     (see :func:`dmv_fast.bench.e2e.e2e_row`). The CPU rows carry the sgemm peak in GFLOP/s,
     the row's multiply-accumulates per frame and the fraction of the peak it reaches.
@@ -135,7 +135,7 @@ def backend_plan(name: str, resolution: int, batch: int, weights: str = RANDOM) 
 
     Raises:
         Unavailable: the row cannot run here: a missing package, a backend that
-            :func:`~dmv_fast.plan.resolve` refuses, or a plan that settles on another backend
+            :func:`~dmv_fast.settings.plan.resolve` refuses, or a plan that settles on another backend
             or precision than the row names.
     """
     kind = BACKENDS[name]
@@ -148,10 +148,11 @@ def backend_plan(name: str, resolution: int, batch: int, weights: str = RANDOM) 
         return None
     if importlib.util.find_spec("onnxruntime") is None:
         raise Unavailable("onnxruntime is not installed (pip install 'dmv-fast[cpu]' or '[gpu]')")
-    from dmv_fast import models
-    from dmv_fast.plan import ModelSpec, resolve
+    from dmv_fast.settings.choices import GRAPH_PRECISIONS
+    from dmv_fast.settings.plan import resolve
+    from dmv_fast.settings.spec import ModelSpec
 
-    if kind.precision not in models.PRECISIONS:
+    if kind.precision not in GRAPH_PRECISIONS:
         raise Unavailable(f"this dmv-fast exports no {kind.precision} graphs")
     spec = ModelSpec(resolution, weights, kind.backend, kind.precision, batch)
     try:
@@ -181,7 +182,7 @@ def prepare_row(name: str, resolution: int, batch: int, weights: str = RANDOM) -
     plan = backend_plan(name, resolution, batch, weights)
     if plan is None:
         return None
-    from dmv_fast import models
+    from dmv_fast.model import cache as models
 
     try:
         models.ensure_graph(plan)
@@ -229,11 +230,11 @@ def torch_call(resolution: int, row: Row) -> tuple[Call, dict[str, Any]]:
 
 
 def ort_call(name: str, plan: Plan, row: Row) -> tuple[Call, dict[str, Any]]:
-    """:class:`~dmv_fast.pipeline.Visualizer` on ``plan``; fills ``row.plan``, ``providers``,
+    """:class:`~dmv_fast.render.api.Visualizer` on ``plan``; fills ``row.plan``, ``providers``,
     ``precision`` and ``load_s`` (seconds to build the session)."""
     import time
 
-    from dmv_fast.pipeline import Visualizer
+    from dmv_fast.render.api import Visualizer
 
     vis = Visualizer(plan)
     t0 = time.perf_counter()

@@ -6,7 +6,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
-    from dmv_fast.cli import main as cli_main
+    from dmv_fast.cli.app import main as cli_main
 
     cli_main(["export", *(sys.argv[1:] if argv is None else argv)])
 

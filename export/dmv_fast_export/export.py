@@ -1,12 +1,11 @@
-"""Export: weights -> folded arrays -> ONNX graph -> checked against PyTorch -> cache."""
+"""Export: weights -> folded arrays -> ONNX graph -> checked against PyTorch -> the path the
+graph cache gives."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,10 @@ import numpy as np
 import onnx
 import torch
 
-import dmv_fast
-from dmv_fast import models
-from dmv_fast.files import publish, temporary
-from dmv_fast.models import Progress, WeightsSource
-from dmv_fast.truncation import bn_inputs
+from dmv_fast.model.truncation import bn_inputs
+from dmv_fast.model.weights import Progress, WeightsSource
+from dmv_fast.settings.choices import N_IMAGENET, NOISE_DIM
+from dmv_fast.version import __version__
 from dmv_fast_export import EXPORTER_VERSION
 from dmv_fast_export.fold import fold
 from dmv_fast_export.graph import INPUTS, OUTPUT, build_graph
@@ -130,7 +128,7 @@ def validate(
     noise, classes = check_inputs(batch)
     yuv_diff = None
     if pixel_format == "yuv420p":
-        from dmv_fast.yuv import rgb_to_yuv420
+        from dmv_fast.video.yuv import rgb_to_yuv420
 
         ours, yuv = run_onnx(path, noise, classes, CHECK_TRUNCATION, outputs=(OUTPUT, YUV))
         host = rgb_to_yuv420(ours).astype(np.int16)
@@ -168,34 +166,39 @@ def _metadata(source: WeightsSource, key: dict[str, Any], config: Any) -> dict[s
         "dmv_fast.scaling": str(key["scaling"]),
         "dmv_fast.pixels": key["pixels"],
         "dmv_fast.exporter_version": EXPORTER_VERSION,
-        "dmv_fast.version": dmv_fast.__version__,
+        "dmv_fast.version": __version__,
         "dmv_fast.channel_width": str(config.channel_width),
     }
 
 
-def export_source(
+def export_graph(
     source: WeightsSource,
     key: dict[str, Any],
+    destination: str | os.PathLike[str],
     *,
     progress: Progress | None = None,
     model: Any = None,
-) -> Path:
-    """Export the graph described by a cache ``key`` (:func:`dmv_fast.models.onnx_key`) for a
-    resolved weights source into the cache; returns its path.
+) -> dict[str, Any]:
+    """Export the graph described by a cache ``key`` (:func:`dmv_fast.model.cache.graph_key`)
+    for a resolved weights source to ``destination``; returns what its sidecar records
+    (inputs, outputs, the check against PyTorch, versions).
 
     ``model``: the source's PyTorch model when the caller has it loaded already. An int8
     ``key`` is refused: int8 graphs are quantized from the fp32 one
-    (:func:`dmv_fast_export.quantize.quantize_source`).
+    (:func:`dmv_fast_export.quantize.quantize_graph`).
+
+    Raises:
+        RuntimeError: the graph differs from PyTorch (nothing is left at ``destination``
+            worth keeping: the caller discards it).
     """
     if key["precision"] == "int8":
         raise ValueError("int8 graphs are quantized from the fp32 graph, not exported directly")
     steps = 5
     report = progress or (lambda done, total: None)
-    started = time.perf_counter()
     precision, batch_size = key["precision"], key["batch_size"]
     scaling, pixels, pixel_format = key["scaling"], key["pixels"], key["pixel_format"]
-    path = models.onnx_path(key)
-    logger.info("exporting %s (%s, batch %d) to %s", source.name, precision, batch_size, path)
+    path = Path(destination)
+    logger.info("exporting %s (%s, batch %d)", source.name, precision, batch_size)
     report(0, steps)
     if model is None:
         model, config = load_model(source)
@@ -214,71 +217,52 @@ def export_source(
     )
     if pixel_format == "yuv420p":
         graph = append_yuv420(graph, OUTPUT, YUV, keep_rgb=True)
-    size = source.resolution * scaling
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with temporary(path) as tmp:
-        onnx.save_model(graph, tmp)
-        del graph
-        # Path-based checks run in C++ without copying the model through Python; strict shape
-        # inference fails if any inferred shape contradicts the declared static output.
-        onnx.shape_inference.infer_shapes_path(tmp, tmp, check_type=True, strict_mode=True)
-        onnx.checker.check_model(tmp, full_check=True)
-        report(3, steps)
-        check = validate(tmp, model, batch_size, precision, pixels, scaling, pixel_format)
-        report(4, steps)
-        if precision == "fp32" and check["max_pixel_diff"] > MAX_FP32_DIFF:
-            raise RuntimeError(
-                f"exported graph differs from PyTorch by {check['max_pixel_diff']} levels "
-                f"(more than {MAX_FP32_DIFF}); not caching it"
-            )
-        if check.get("yuv_max_diff", 0) > MAX_YUV_DIFF:
-            raise RuntimeError(
-                f"the graph's YUV planes differ from the host conversion by "
-                f"{check['yuv_max_diff']} levels; not caching it"
-            )
-        publish(tmp, path, overwrite=True)
-    record = {
-        "key": key,
-        "weights": source.name if source.kind != "local" else os.fspath(source.weights_file),
-        "weights_kind": source.kind,
-        "onnx_sha256": models.sha256_file(path),
-        "onnx_size": path.stat().st_size,
+    height, width = key["frame_size"]
+    onnx.save_model(graph, path)
+    del graph
+    # Path-based checks run in C++ without copying the model through Python; strict shape
+    # inference fails if any inferred shape contradicts the declared static output.
+    onnx.shape_inference.infer_shapes_path(path, path, check_type=True, strict_mode=True)
+    onnx.checker.check_model(path, full_check=True)
+    report(3, steps)
+    check = validate(path, model, batch_size, precision, pixels, scaling, pixel_format)
+    report(4, steps)
+    if precision == "fp32" and check["max_pixel_diff"] > MAX_FP32_DIFF:
+        raise RuntimeError(
+            f"exported graph differs from PyTorch by {check['max_pixel_diff']} levels "
+            f"(more than {MAX_FP32_DIFF}); not caching it"
+        )
+    if check.get("yuv_max_diff", 0) > MAX_YUV_DIFF:
+        raise RuntimeError(
+            f"the graph's YUV planes differ from the host conversion by "
+            f"{check['yuv_max_diff']} levels; not caching it"
+        )
+    report(5, steps)
+    logger.info(
+        "exported %s; against PyTorch: max %d levels, PSNR %.1f dB",
+        source.name,
+        check["max_pixel_diff"],
+        check["psnr_db"],
+    )
+    return {
         "inputs": {
-            "noise": ["float32", [batch_size, 128]],
-            "classes": ["float32", [batch_size, 1000]],
+            "noise": ["float32", [batch_size, NOISE_DIM]],
+            "classes": ["float32", [batch_size, N_IMAGENET]],
             "bn_idx": ["int64", [2]],
             "bn_w": ["float32", [2]],
         },
         "output": {
-            "frames": ["uint8", [batch_size, size, size, 3]],
+            "frames": ["uint8", [batch_size, height, width, 3]],
             **(
-                {YUV: ["uint8", [batch_size, size * 3 // 2, size]]}
+                {YUV: ["uint8", [batch_size, height * 3 // 2, width]]}
                 if pixel_format != "rgb24"
                 else {}
             ),
         },
         "validation": check,
-        "seconds": round(time.perf_counter() - started, 2),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": {
-            "dmv_fast": dmv_fast.__version__,
+            "dmv_fast": __version__,
             "torch": torch.__version__,
             "onnx": onnx.__version__,
         },
     }
-    try:
-        models.write_json(path.with_suffix(".json"), record)
-    except BaseException:
-        # A graph without its sidecar would be rebuilt anyway; do not leave it in the cache.
-        with contextlib.suppress(OSError):
-            path.unlink()
-        raise
-    report(5, steps)
-    logger.info(
-        "exported %s in %.1f s; against PyTorch: max %d levels, PSNR %.1f dB",
-        path.name,
-        record["seconds"],
-        check["max_pixel_diff"],
-        check["psnr_db"],
-    )
-    return path

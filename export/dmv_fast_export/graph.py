@@ -6,7 +6,7 @@ graphs and TensorRT engines stay possible), and fp16 graphs keep in float32 exac
 needs it (inputs, the BatchNorm statistics, the pixel conversion, the output).
 
 Inputs: ``noise`` float32 ``[B, 128]``, ``classes`` float32 ``[B, 1000]``, ``bn_idx`` int64
-``[2]``, ``bn_w`` float32 ``[2]`` (see :func:`dmv_fast.truncation.bn_inputs`).
+``[2]``, ``bn_w`` float32 ``[2]`` (see :func:`dmv_fast.model.truncation.bn_inputs`).
 Output: ``frames`` uint8 ``[B, H, W, 3]`` (``H = W = resolution * scaling``).
 
 Forms that differ from the PyTorch model but compute the same function:

@@ -1,7 +1,7 @@
 """Quality of an int8 graph against its fp32 graph: PSNR and SSIM of the final uint8 frames.
 
 ``compare`` runs both graphs on ONNX Runtime's CPU provider on the same render vectors
-(:func:`dmv_fast_export.quantize.render_vectors`) and reports, per truncation, the PSNR over
+(:func:`dmv_fast_export.feeds.render_vectors`) and reports, per truncation, the PSNR over
 all frames, the mean SSIM and the worst frame. ``ssim`` is a small NumPy SSIM (no new
 dependency).
 """
@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from dmv_fast_export.feeds import feeds, render_vectors
 
 CHECK_TRUNCATIONS = (0.2, 0.5, 1.0)
 #: The synthesized piece (its seed) of the quality check; the calibration uses another.
@@ -66,8 +68,6 @@ def compare(
         Per truncation (as a string key): ``psnr_db`` (over all frames), ``ssim`` (mean),
         ``worst_psnr_db`` / ``worst_ssim`` (the worst frame) and ``worst_frame`` (its index).
     """
-    from dmv_fast_export.quantize import feeds, render_vectors
-
     sessions = [cpu_session(p, threads) for p in (int8_path, fp32_path)]
     batch = sessions[0].get_inputs()[0].shape[0]
     out: dict[str, dict[str, float]] = {}

@@ -3,8 +3,8 @@
 The fp32 graph (:mod:`dmv_fast_export.graph`) is quantized with ONNX Runtime's own
 quantization tool: weights int8, symmetric, one scale per output channel; activations uint8,
 asymmetric, with ranges calibrated on the vectors a render really feeds the generator
-(:func:`dmv_fast.trajectory.compute_vectors` on synthesized music, at several truncations, the
-graph's ``bn_idx``/``bn_w`` from :func:`dmv_fast.truncation.bn_inputs`). ONNX Runtime's CPU
+(:func:`dmv_fast.vectors.trajectory.compute_vectors` on synthesized music, at several truncations, the
+graph's ``bn_idx``/``bn_w`` from :func:`dmv_fast.model.truncation.bn_inputs`). ONNX Runtime's CPU
 provider fuses each ``DequantizeLinear -> Conv -> QuantizeLinear`` into an integer convolution.
 
 Only convolutions and matrix products are quantized; the BatchNorm scale-and-shift, residual
@@ -26,15 +26,11 @@ takes the export step once). The quality check against fp32 is :mod:`dmv_fast_ex
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
-import math
 import os
 import re
 import tempfile
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,22 +38,14 @@ from typing import Any
 import numpy as np
 import onnx
 
-import dmv_fast
-from dmv_fast import models
-from dmv_fast.models import Progress, WeightsSource
-from dmv_fast.truncation import bn_inputs
+from dmv_fast.files import sha256_file
+from dmv_fast.model.weights import Progress
+from dmv_fast.version import __version__
+from dmv_fast_export.feeds import calibration_feeds
 from dmv_fast_export.quality import compare
 
 logger = logging.getLogger("dmv_fast")
 
-#: Truncations whose vectors calibrate the activation ranges.
-CALIBRATION_TRUNCATIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
-#: Calibration frames per truncation (rounded up to whole graph batches).
-CALIBRATION_FRAMES = 8
-#: Seconds of synthesized music the vectors follow.
-PIECE_SECONDS = 12.0
-#: The synthesized piece (its seed) of the calibration (the quality check uses another).
-CALIBRATION_PIECE = 11
 #: Under this PSNR against fp32 (dB) on any check truncation, quantizing logs a warning.
 WARN_PSNR_DB = 30.0
 
@@ -96,74 +84,6 @@ def check_keep(keep: Iterable[str]) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"unknown layer group {bad[0]!r}: expected some of {', '.join(GROUPS)}")
     return keep
-
-
-# ---------------------------------------------------------------------------------------------
-# Vectors
-
-
-@functools.lru_cache(maxsize=4)
-def _piece(piece: int, seconds: float) -> Any:
-    """Audio features of a synthesized piece (22050 Hz mono, frame length 512)."""
-    from dmv_fast.audio import analyze
-    from dmv_fast.demo import synthesize_song
-
-    return analyze(synthesize_song(seconds, rate=22050, seed=piece).mean(axis=1), 512)
-
-
-def render_vectors(
-    truncation: float,
-    n_frames: int,
-    *,
-    seed: int,
-    piece: int = CALIBRATION_PIECE,
-    seconds: float = PIECE_SECONDS,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Noise and class vectors a render makes, from synthesized music.
-
-    ``n_frames`` frames are taken evenly over the piece, so quiet starts, beats and chord
-    changes all appear. ``piece`` picks the music; ``seed`` the 12 classes and the draws.
-
-    Returns:
-        ``noise`` float32 ``[n_frames, 128]`` and ``classes`` float32 ``[n_frames, 1000]``.
-    """
-    from dmv_fast.options import RenderOptions
-    from dmv_fast.trajectory import compute_vectors
-
-    options = RenderOptions(song="synthesized.wav", truncation=truncation)
-    vectors = compute_vectors(_piece(piece, seconds), options, seed=seed)
-    picks = np.linspace(0, len(vectors.noise) - 1, n_frames).round().astype(int)
-    return vectors.noise[picks], vectors.class_vectors[picks]
-
-
-def feeds(
-    noise: np.ndarray, classes: np.ndarray, truncation: float, batch: int
-) -> Iterator[dict[str, np.ndarray]]:
-    """The graph's inputs, ``batch`` frames at a time (the last batch padded with zeros)."""
-    idx, w = bn_inputs(truncation)
-    for start in range(0, len(noise), batch):
-        z, c = noise[start : start + batch], classes[start : start + batch]
-        pad = batch - len(z)
-        if pad:
-            z = np.concatenate([z, np.zeros((pad, z.shape[1]), np.float32)])
-            c = np.concatenate([c, np.zeros((pad, c.shape[1]), np.float32)])
-        yield {"noise": z, "classes": c, "bn_idx": idx, "bn_w": w}
-
-
-def calibration_feeds(
-    batch: int,
-    truncations: Sequence[float] = CALIBRATION_TRUNCATIONS,
-    frames: int = CALIBRATION_FRAMES,
-    seed: int = 11,
-) -> list[dict[str, np.ndarray]]:
-    """Calibration batches: ``frames`` render frames per truncation (other classes and draws
-    at each truncation)."""
-    n = batch * math.ceil(frames / batch)
-    out = []
-    for k, truncation in enumerate(truncations):
-        noise, classes = render_vectors(truncation, n, seed=seed + k, piece=CALIBRATION_PIECE)
-        out.extend(feeds(noise, classes, truncation, batch))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,67 +358,41 @@ def quantize(
     return Path(out_path)
 
 
-# ---------------------------------------------------------------------------------------------
-# Cache
-
-
-def quantize_source(
-    source: WeightsSource,
+def quantize_graph(
     fp32_path: Path,
-    key: dict[str, Any],
+    destination: str | os.PathLike[str],
     *,
     progress: Progress | None = None,
-) -> Path:
-    """Quantize a cached fp32 graph into the cache entry of ``key`` (an int8 key of
-    :func:`dmv_fast.models.onnx_key`); its sidecar records the quality against fp32."""
+) -> dict[str, Any]:
+    """Quantize an fp32 graph to ``destination``; returns what its sidecar records (the
+    quality against fp32, on fresh render vectors at :data:`CHECK_TRUNCATIONS`)."""
     report = progress or (lambda done, total: None)
-    started = time.perf_counter()
-    path = models.onnx_path(key)
-    logger.info("quantizing %s to int8: %s", fp32_path.name, path.name)
+    path = Path(destination)
+    logger.info("quantizing %s to int8", Path(fp32_path).name)
     report(0, 3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".onnx.tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        quantize(fp32_path, tmp)
-        report(1, 3)
-        onnx.checker.check_model(os.fspath(tmp))
-        quality = compare(tmp, fp32_path)  # fresh render vectors, CHECK_TRUNCATIONS
-        report(2, 3)
-        worst = min(q["psnr_db"] for q in quality.values())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    quantize(fp32_path, path)
+    report(1, 3)
+    onnx.checker.check_model(os.fspath(path))
+    quality = compare(path, fp32_path)  # fresh render vectors, CHECK_TRUNCATIONS
+    report(2, 3)
+    worst = min(q["psnr_db"] for q in quality.values())
     import onnxruntime as ort
 
-    record = {
-        "key": key,
-        "weights": source.name if source.kind != "local" else os.fspath(source.weights_file),
-        "weights_kind": source.kind,
-        "onnx_sha256": models.sha256_file(path),
-        "onnx_size": path.stat().st_size,
-        "quantized_from": {"path": os.fspath(fp32_path), "sha256": models.sha256_file(fp32_path)},
+    report(3, 3)
+    logger.log(
+        logging.WARNING if worst < WARN_PSNR_DB else logging.INFO,
+        "quantized %s; against fp32: PSNR %.1f dB at the worst truncation%s",
+        Path(fp32_path).name,
+        worst,
+        " (a draft: expect visible differences)" if worst < WARN_PSNR_DB else "",
+    )
+    return {
+        "quantized_from": {"path": os.fspath(fp32_path), "sha256": sha256_file(fp32_path)},
         "fp32_groups": list(DEFAULT_KEEP),
         "validation": {"against": "fp32 graph", "truncations": quality},
-        "seconds": round(time.perf_counter() - started, 2),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": {
-            "dmv_fast": dmv_fast.__version__,
+            "dmv_fast": __version__,
             "onnx": onnx.__version__,
             "onnxruntime": ort.__version__,
         },
     }
-    models.write_json(path.with_suffix(".json"), record)
-    report(3, 3)
-    logger.log(
-        logging.WARNING if worst < WARN_PSNR_DB else logging.INFO,
-        "quantized %s in %.1f s; against fp32: PSNR %.1f dB at the worst truncation%s",
-        path.name,
-        record["seconds"],
-        worst,
-        " (a draft: expect visible differences)" if worst < WARN_PSNR_DB else "",
-    )
-    return path

@@ -15,7 +15,7 @@ import torch
 from pytorch_pretrained_biggan import BigGAN, BigGANConfig
 from pytorch_pretrained_biggan.model import BigGANBatchNorm, GenBlock, SelfAttn
 
-from dmv_fast.models import CONFIG_NAME, RANDOM_SEED, WEIGHTS_NAME, WeightsSource
+from dmv_fast.model.weights import CONFIG_NAME, RANDOM_SEED, WEIGHTS_NAME, WeightsSource
 
 logger = logging.getLogger("dmv_fast")
 

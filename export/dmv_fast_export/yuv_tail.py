@@ -1,4 +1,4 @@
-"""The YUV 4:2:0 tail of a GPU graph: the host conversion of :mod:`dmv_fast.yuv`, as ONNX nodes.
+"""The YUV 4:2:0 tail of a GPU graph: the host conversion of :mod:`dmv_fast.video.yuv`, as ONNX nodes.
 
 Appended at export for plans whose pixel format is ``yuv420p``, so the tail is part of the
 cached graph and of its parity check.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dmv_fast.yuv import BT601, OFFSETS, check_even
+from dmv_fast.video.yuv import BT601, OFFSETS, check_even
 
 
 def append_yuv420(

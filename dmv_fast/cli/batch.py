@@ -1,0 +1,109 @@
+"""``dmv-fast batch``: many songs, the same settings, the same segment workers.
+
+Each song becomes ``OUT_DIR/<song name>.mp4``; the songs' segments go to one pool of workers
+(local processes, or Ray actors with ``--ray``), so the model sessions are built once for
+the whole batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dmv_fast.cli import params
+from dmv_fast.cli.terminal import ProgressBars, one_line_errors, setup_logging
+from dmv_fast.settings.options import RenderOptions
+
+logger = logging.getLogger("dmv_fast")
+
+
+def batch(
+    songs: Annotated[
+        list[Path],
+        typer.Argument(help="Audio files (mp3, wav, ogg, flac, ...).", show_default=False),
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", help="Folder for the videos (created if missing).")
+    ],
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Segment workers: local processes, or Ray actors with --ray "
+            "(default: what the model needs locally, every actor the cluster holds on Ray).",
+        ),
+    ] = None,
+    ray: params.Ray = None,
+    resolution: params.Resolution = params.RESOLUTION,
+    weights: params.Weights = None,
+    backend: params.Backend = params.BACKEND,
+    precision: params.Precision = params.PRECISION,
+    batch_size: params.BatchSize = params.BATCH_SIZE,
+    scaling: params.Scaling = params.SCALING,
+    pixels: params.Pixels = params.PIXELS,
+    frame_length: params.FrameLength = params.FRAME_LENGTH,
+    pitch_sensitivity: params.PitchSensitivity = params.PITCH_SENSITIVITY,
+    tempo_sensitivity: params.TempoSensitivity = params.TEMPO_SENSITIVITY,
+    depth: params.Depth = params.DEPTH,
+    jitter: params.Jitter = params.JITTER,
+    truncation: params.Truncation = params.TRUNCATION,
+    smooth_factor: params.SmoothFactor = params.SMOOTH_FACTOR,
+    num_classes: params.NumClasses = params.NUM_CLASSES,
+    classes: params.Classes = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="One seed for every song.")] = None,
+    crf: params.Crf = params.CRF,
+    preset: params.Preset = params.PRESET,
+    overwrite: params.Overwrite = False,
+    quiet: params.Quiet = False,
+    verbose: params.Verbose = False,
+) -> None:
+    """Render several songs with the same settings on the same workers (local or Ray)."""
+    from dmv_fast.render.segmented import render_many
+
+    setup_logging(verbose, quiet)
+    with one_line_errors("finished segments are kept for a rerun"):
+        stems = [song.stem for song in songs]
+        dup = sorted({s for s in stems if stems.count(s) > 1})
+        if dup:
+            raise ValueError(f"songs named {', '.join(dup)} would write the same video")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f"--out-dir {str(out_dir)!r} is not a folder")
+        spec = params.model_spec(
+            resolution, weights, backend, precision, batch_size, scaling, pixels
+        )
+        indices = params.class_indices(classes)
+        options = [
+            RenderOptions(
+                song=str(song),
+                output_file=str(out_dir / f"{song.stem}.mp4"),
+                frame_length=frame_length,
+                pitch_sensitivity=pitch_sensitivity,
+                tempo_sensitivity=tempo_sensitivity,
+                depth=depth,
+                jitter=jitter,
+                truncation=truncation,
+                smooth_factor=smooth_factor,
+                num_classes=num_classes,
+                classes=indices,
+                seed=seed,
+                encoder="x264",
+                crf=crf,
+                preset=params.value(preset),
+            )
+            for song in songs
+        ]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with ProgressBars(enabled=not quiet) as progress:
+            results = render_many(
+                options,
+                spec,
+                workers=workers,
+                ray_address=ray,
+                overwrite=overwrite,
+                progress=progress,
+            )
+    for result in results:
+        logger.info("wrote %s: %d frames, seed %d", result.output, result.frames, result.seed)

@@ -1,0 +1,197 @@
+"""The command-line options shared by ``render``, ``batch``, ``live`` and ``export``: declared
+once here, with their spellings (the original's underscores and kebab-case), choices and
+defaults read from :mod:`dmv_fast.settings`.
+
+Each option is an ``Annotated`` type; a command declares ``name: params.Name = params.NAME``.
+:func:`model_spec` and :func:`class_indices` turn parsed values into settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dmv_fast.settings import choices
+from dmv_fast.settings.options import RenderOptions
+from dmv_fast.settings.plan import CPU_BATCH_CAP
+from dmv_fast.settings.spec import ModelSpec
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum for typer from one of the settings' choice lists (defined once, there)."""
+    members = {v if v[0].isalpha() else f"r{v}": v for v in values}
+    return Enum(name, members, type=str)  # type: ignore[return-value]
+
+
+BackendChoice = _choices("BackendChoice", choices.BACKENDS)
+PrecisionChoice = _choices("PrecisionChoice", choices.PRECISIONS)
+EncoderChoice = _choices("EncoderChoice", choices.ENCODERS)
+PixelsChoice = _choices("PixelsChoice", choices.PIXELS)
+ResolutionChoice = _choices("ResolutionChoice", tuple(str(r) for r in choices.RESOLUTIONS))
+PresetChoice = _choices("PresetChoice", choices.X264_PRESETS)
+
+# Defaults, read from where they are defined.
+_OPTIONS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(RenderOptions)}
+_SPEC = ModelSpec()
+RESOLUTION = ResolutionChoice(str(_SPEC.resolution))
+LIVE_RESOLUTION = ResolutionChoice(str(choices.LIVE_RESOLUTION))
+BACKEND = BackendChoice(_SPEC.backend)
+PRECISION = PrecisionChoice(_SPEC.precision)
+ENCODER = EncoderChoice(_OPTIONS["encoder"])
+PRESET = PresetChoice(_OPTIONS["preset"])
+PIXELS = PixelsChoice(_SPEC.pixels)
+BATCH_SIZE: int = _SPEC.batch_size
+LIVE_BATCH_SIZE = choices.LIVE_BATCH
+SCALING: int = _SPEC.scaling
+OUTPUT = Path(_OPTIONS["output_file"])
+PITCH_SENSITIVITY: float = _OPTIONS["pitch_sensitivity"]
+TEMPO_SENSITIVITY: float = _OPTIONS["tempo_sensitivity"]
+DEPTH: float = _OPTIONS["depth"]
+NUM_CLASSES: int = _OPTIONS["num_classes"]
+JITTER: float = _OPTIONS["jitter"]
+FRAME_LENGTH: int = _OPTIONS["frame_length"]
+LIVE_FRAME_LENGTH = choices.LIVE_FRAME_LENGTH
+TRUNCATION: float = _OPTIONS["truncation"]
+SMOOTH_FACTOR: float = _OPTIONS["smooth_factor"]
+CRF: int = _OPTIONS["crf"]
+
+# The model ---------------------------------------------------------------------------------
+
+Resolution = Annotated[ResolutionChoice, typer.Option("--resolution", help="GAN resolution.")]
+Weights = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        help="biggan-deep-128/256/512, a local folder, or 'random' (default: pretrained).",
+    ),
+]
+Backend = Annotated[BackendChoice, typer.Option("--backend")]
+Precision = Annotated[
+    PrecisionChoice, typer.Option("--precision", help="int8: CPU only, see the README.")
+]
+BatchSize = Annotated[
+    int,
+    typer.Option(
+        "--batch-size",
+        "--batch_size",
+        help=f"GAN batch size, 1-{choices.MAX_BATCH} (capped at {CPU_BATCH_CAP} on the CPU).",
+    ),
+]
+Scaling = Annotated[
+    int, typer.Option("--scaling", help=f"Lanczos upscaling factor, 1-{choices.MAX_SCALING}.")
+]
+Pixels = Annotated[
+    PixelsChoice, typer.Option("--pixels", help="stretch (the original's look) or fixed.")
+]
+
+# The vectors -------------------------------------------------------------------------------
+
+PitchSensitivity = Annotated[
+    float,
+    typer.Option("--pitch-sensitivity", "--pitch_sensitivity", help="1-299 (200-295 advised)."),
+]
+TempoSensitivity = Annotated[
+    float,
+    typer.Option("--tempo-sensitivity", "--tempo_sensitivity", help="(0, 100] (0.05-0.8 advised)."),
+]
+Depth = Annotated[float, typer.Option("--depth", help="Max class weight, 0.01-1.")]
+Classes = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--classes", help="ImageNet classes by index (0-999) or name: --classes 45 99 goldfish ..."
+    ),
+]
+NumClasses = Annotated[
+    int, typer.Option("--num-classes", "--num_classes", help="Classes used, 1-12.")
+]
+SortClassesByPower = Annotated[
+    int,
+    typer.Option(
+        "--sort-classes-by-power",
+        "--sort_classes_by_power",
+        min=0,
+        max=1,
+        help="1: the first class listed gets the strongest pitch.",
+    ),
+]
+Jitter = Annotated[float, typer.Option("--jitter", help="0-1.")]
+FrameLength = Annotated[
+    int, typer.Option("--frame-length", "--frame_length", help="Audio hop per video frame (x64).")
+]
+Truncation = Annotated[float, typer.Option("--truncation", help="(0, 1].")]
+SmoothFactor = Annotated[
+    float, typer.Option("--smooth-factor", "--smooth_factor", help="> 0 (10-30 advised).")
+]
+Seed = Annotated[int | None, typer.Option("--seed", help="Seed for every random draw.")]
+Duration = Annotated[
+    float | None, typer.Option("--duration", help="Seconds of video (default: the whole song).")
+]
+
+# The video ---------------------------------------------------------------------------------
+
+Encoder = Annotated[EncoderChoice, typer.Option("--encoder")]
+Crf = Annotated[int, typer.Option("--crf", help="x264 quality, 0-51.")]
+Preset = Annotated[PresetChoice, typer.Option("--preset", help="x264 preset.")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", "-y", help="Replace an existing output file.")
+]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        help="Segment workers (processes), each with its own generator and x264 encoder; "
+        "default: the plan's (1 on the CPU).",
+    ),
+]
+Ray = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        help="Render the segments on Ray actors: a cluster address (auto, HOST:6379, "
+        "ray://HOST:10001) or local; a bare --ray means local.",
+    ),
+]
+
+# The terminal ------------------------------------------------------------------------------
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v")]
+
+
+def value(choice: Any) -> Any:
+    """The plain value of a choice Enum (or the value itself)."""
+    return getattr(choice, "value", choice)
+
+
+def model_spec(
+    resolution: Any,
+    weights: str | None,
+    backend: Any,
+    precision: Any,
+    batch_size: int,
+    scaling: int = 1,
+    pixels: Any = "stretch",
+) -> ModelSpec:
+    """The :class:`ModelSpec` of the parsed model options (checked there)."""
+    return ModelSpec(
+        resolution=int(value(resolution)),
+        weights=weights,
+        backend=value(backend),
+        precision=value(precision),
+        batch_size=batch_size,
+        scaling=scaling,
+        pixels=value(pixels),
+    )
+
+
+def class_indices(classes: list[str] | None) -> tuple[int, ...] | None:
+    """``--classes`` as ImageNet indices (names looked up), or None."""
+    if not classes:
+        return None
+    from dmv_fast.vectors.classes import resolve_classes
+
+    return resolve_classes(classes)

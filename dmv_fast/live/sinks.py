@@ -1,0 +1,214 @@
+"""Where live frames go: the :class:`Sink` protocol, the MP4 file and the raw pipe.
+
+A sink is opened with the frame size and rate, takes frames by index (frame ``k`` shows the
+audio at ``k / fps``), optionally the audio as it was played, and is closed (its output
+published) or aborted (nothing left behind). :class:`Timeline` feeds several sinks at once
+and keeps their streams whole: a frame the generator dropped is replaced by the last frame
+made before it, so a file or a pipe has exactly one frame per hop, like ``dmv-fast render``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from dmv_fast.video.writer import VideoWriter
+
+logger = logging.getLogger("dmv_fast")
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A consumer of live frames."""
+
+    def open(self, size: tuple[int, int], fps: Fraction) -> None:
+        """Prepare for frames of ``size`` = ``(height, width)`` at ``fps`` frames/s."""
+        ...
+
+    def frame(self, index: int, image: np.ndarray) -> None:
+        """Take frame ``index``: ``np.ndarray [shape=(H, W, 3)]`` uint8, valid only during
+        the call (copy it to keep it)."""
+        ...
+
+    def audio(self, block: np.ndarray, rate: int) -> None:
+        """The audio as it was played, ``np.ndarray [shape=(n, channels)]`` float32."""
+        ...
+
+    def close(self) -> None:
+        """The session ended: finish and publish the output."""
+        ...
+
+    def abort(self) -> None:
+        """The session failed or was interrupted: stop, leave no output behind."""
+        ...
+
+
+class PipeSink:
+    """Raw RGB24 frames (``H x W x 3`` bytes each) on a binary stream (stdout by default)."""
+
+    def __init__(self, stream: IO[bytes] | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout.buffer
+
+    def open(self, size: tuple[int, int], fps: Fraction) -> None:
+        return None
+
+    def frame(self, index: int, image: np.ndarray) -> None:
+        self.stream.write(image.tobytes())
+        self.stream.flush()
+
+    def audio(self, block: np.ndarray, rate: int) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def abort(self) -> None:
+        return None
+
+
+class FileSink:
+    """An MP4 (or ``.mov``/``.mkv``) published only when the session ends well.
+
+    Args:
+        output: the video file.
+        song: the song being played, muxed as the audio track like ``dmv-fast render`` does.
+            ``None`` (live input): the audio pushed through :meth:`audio` is recorded beside the
+            output under a hidden name, the video kept lossless under another, and both are
+            muxed into ``output`` at :meth:`close`.
+        overwrite: replace an existing ``output``.
+    """
+
+    def __init__(
+        self, output: str | Path, song: str | Path | None = None, *, overwrite: bool = True
+    ) -> None:
+        self.output = Path(output)
+        self.song = Path(song) if song is not None else None
+        self.overwrite = overwrite
+        self.writer: VideoWriter | None = None
+        self.recording: Path | None = None
+        self._audio_file: Any = None
+        self._size: tuple[int, int] = (0, 0)
+        self._fps = Fraction(0)
+        self._tag = secrets.token_hex(4)
+
+    def open(self, size: tuple[int, int], fps: Fraction) -> None:
+        self._size, self._fps = size, fps
+        if self.song is not None:
+            self.writer = VideoWriter(self.output, size, fps, self.song, overwrite=self.overwrite)
+        else:
+            video_tmp = self.output.with_name(f".{self.output.name}.live-{self._tag}.mkv")
+            self.writer = VideoWriter(video_tmp, size, fps, None, crf=0)
+        self.writer.open()
+
+    def frame(self, index: int, image: np.ndarray) -> None:
+        assert self.writer is not None
+        self.writer.write(image)
+
+    def audio(self, block: np.ndarray, rate: int) -> None:
+        if self.song is not None:
+            return
+        if self._audio_file is None:
+            import soundfile as sf
+
+            self.recording = self.output.with_name(f".{self.output.name}.live-{self._tag}.wav")
+            channels = 1 if block.ndim == 1 else block.shape[1]
+            self._audio_file = sf.SoundFile(
+                self.recording, "w", samplerate=rate, channels=channels, subtype="FLOAT"
+            )
+        self._audio_file.write(block)
+
+    def close(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        if self.song is None:
+            if self._audio_file is not None:
+                self._audio_file.close()
+            self._mux()
+
+    def _mux(self) -> None:
+        import av
+
+        assert self.writer is not None
+        tmp = self.writer.path
+        try:
+            with (
+                VideoWriter(
+                    self.output, self._size, self._fps, self.recording,
+                    pixel_format="yuv420p", overwrite=self.overwrite,
+                ) as final,
+                av.open(str(tmp)) as source,
+            ):  # fmt: skip
+                for frame in source.decode(video=0):
+                    final.write(frame.to_ndarray(format="yuv420p")[None])
+        finally:
+            tmp.unlink(missing_ok=True)
+            if self.recording is not None:
+                self.recording.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+            if self.song is None:
+                self.writer.path.unlink(missing_ok=True)
+        if self._audio_file is not None:
+            self._audio_file.close()
+        if self.recording is not None:
+            self.recording.unlink(missing_ok=True)
+
+
+class Timeline:
+    """Frame ``k`` at ``k / fps`` to every sink: gaps filled with the last frame made.
+
+    Args:
+        sinks: the sinks, opened by :meth:`open` in order and closed in order.
+    """
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = list(sinks)
+        self.written = 0
+        self.last: np.ndarray | None = None
+
+    def open(self, size: tuple[int, int], fps: Fraction) -> None:
+        for sink in self.sinks:
+            sink.open(size, fps)
+
+    def audio(self, block: np.ndarray, rate: int) -> None:
+        for sink in self.sinks:
+            sink.audio(block, rate)
+
+    def frame(self, index: int, image: np.ndarray) -> None:
+        if self.last is None:
+            self.last = np.empty_like(image)
+        else:
+            while self.written < index:  # dropped frames: hold the last one
+                self._emit(self.last)
+        np.copyto(self.last, image)
+        self._emit(image)
+
+    def _emit(self, image: np.ndarray) -> None:
+        for sink in self.sinks:
+            sink.frame(self.written, image)
+        self.written += 1
+
+    def close(self, total: int) -> None:
+        """Pad to ``total`` frames (the audio's length), then close every sink."""
+        if self.last is not None:
+            while self.written < total:
+                self._emit(self.last)
+        for sink in self.sinks:
+            sink.close()
+
+    def abort(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.abort()
+            except Exception as e:  # the original failure matters, not this one
+                logger.debug("while aborting a sink: %s", e)

@@ -1,0 +1,449 @@
+"""The plan: every ``auto`` of a :class:`~dmv_fast.settings.spec.ModelSpec` settled once.
+
+- :class:`~dmv_fast.settings.spec.ModelSpec` is what was asked of the model; it may say
+  ``auto``.
+- :class:`Plan` is what will run, from :func:`resolve`. It never says ``auto``: backend,
+  ONNX Runtime providers, precision, the graph's static batch, the pixel format the graph
+  hands the encoder, the encoder and the number of segment workers. The graph cache key, the
+  ``-d`` manifest, the record, :class:`~dmv_fast.render.engine.RenderResult` and ``dmv-fast bench``
+  store :meth:`Plan.to_dict`.
+
+:func:`resolve` probes the installed execution providers once per process: which ones the
+installed onnxruntime offers, and which of them actually load (a one-node session). If a
+session later contradicts the plan, :func:`settle` redoes it once as the CPU plan (capped
+batch, fp32, RGB) with one warning; an explicit ``cuda``/``tensorrt`` that does not load is an
+error. Nothing downstream decides ``auto`` again.
+
+The choice lists, defaults and ranges are in :mod:`dmv_fast.settings.choices`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from dmv_fast.settings.choices import ENCODERS, MAX_WORKERS, choice, int_in
+from dmv_fast.settings.spec import GraphSpec, ModelSpec
+
+logger = logging.getLogger("dmv_fast")
+
+#: On the CPU a larger batch buys no speed (the convolutions already fill the cores) while
+#: ONNX Runtime's buffers grow with it: batch 30 peaks near 3 GB at 128 px, batch 4 under 1 GB
+#: (benchmarks/results/e2e_cpu.md). So the CPU graph batch is capped; GPUs use the batch asked.
+CPU_BATCH_CAP = 4
+#: libx264 frames/s of ONE encoder (1 thread, preset veryfast, crf 20) on one core, at
+#: 512x512 and 1024x1024, from ``benchmarks/results/encoders_cpu.md``.
+X264_FPS_512 = 81.5
+X264_FPS_1024 = 26.0
+#: Frames/s expected of the generator on one H100/H200 at 512 px fp16; other resolutions
+#: scale by the exported graph's multiply-adds per frame (``benchmarks/results/macs.md``).
+GPU_FPS_512 = 1500.0
+_GMAC = {128: 7.5, 256: 24.6, 512: 31.9}
+#: Precision ``auto`` picks on the CPU (see benchmarks/results/int8_cpu.md for why not int8).
+CPU_AUTO_PRECISION = "fp32"
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+GPU_PROVIDERS = (TENSORRT, CUDA)
+_PROVIDER_OF = {"cpu": CPU, "cuda": CUDA, "tensorrt": TENSORRT}
+_BACKEND_OF = {v: k for k, v in _PROVIDER_OF.items()}
+
+GPU_HINT = "install the GPU build: pip uninstall onnxruntime && pip install 'dmv-fast[gpu]'"
+
+
+# ---------------------------------------------------------------------------------------------
+# What will run
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything ``auto`` was resolved to; see :func:`resolve`.
+
+    Attributes:
+        spec: the model settings asked for.
+        backend: ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
+        providers: ONNX Runtime execution providers to request, in order.
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
+        batch_size: the graph's static batch.
+        pixel_format: what the graph hands the encoder: ``"rgb24"`` (``[B, H, W, 3]``) or
+            ``"yuv420p"`` (``[B, H * 3 // 2, W]`` planes made on the GPU).
+        encoder: ``"x264"`` or ``"nvenc"``.
+        workers: segment workers (each with its own encoder); 1 renders in one stream.
+        encoder_fallback: NVENC was chosen for ``auto``: if it cannot start after all, the
+            writer falls back to libx264 (an explicit ``nvenc`` fails instead).
+        notes: why each ``auto`` went the way it did, one line each.
+        warning: what the generator logs once when its session is built (``auto`` that ends
+            on the CPU), else empty.
+    """
+
+    spec: ModelSpec
+    backend: str
+    providers: tuple[str, ...]
+    precision: str
+    batch_size: int
+    pixel_format: str
+    encoder: str
+    workers: int = 1
+    encoder_fallback: bool = False
+    notes: tuple[str, ...] = ()
+    warning: str = ""
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.backend != "cpu"
+
+    @property
+    def resolution(self) -> int:
+        return self.spec.resolution
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """``(height, width)`` of a video frame."""
+        return self.spec.frame_size
+
+    @property
+    def graph(self) -> GraphSpec:
+        """What picks the exported graph this plan runs (besides the weights)."""
+        spec = self.spec
+        return GraphSpec(
+            resolution=spec.resolution,
+            precision=self.precision,
+            batch_size=self.batch_size,
+            scaling=spec.scaling,
+            pixels=spec.pixels,
+            pixel_format=self.pixel_format,
+        )
+
+    def graph_settings(self) -> dict[str, Any]:
+        """What picks the exported graph (besides the weights): part of its cache key."""
+        return self.graph.to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-able values (no ``auto`` anywhere)."""
+        return {
+            **self.graph_settings(),
+            "weights": self.spec.weights_name,
+            "backend": self.backend,
+            "providers": list(self.providers),
+            "encoder": self.encoder,
+            "workers": self.workers,
+        }
+
+    def with_encoder(self, encoder: str) -> Plan:
+        """This plan with a render's own encoder request settled (``auto``: the plan's own)."""
+        encoder = choice("encoder", encoder, ENCODERS)
+        if encoder in ("auto", self.encoder):
+            return self
+        notes = list(self.notes)
+        chosen = _resolve_encoder(encoder, self.on_gpu, notes)
+        return dataclasses.replace(self, encoder=chosen, encoder_fallback=False, notes=tuple(notes))
+
+    def for_segments(self, workers: int | None = None) -> Plan:
+        """The plan of a segmented render: every segment worker encodes with its own
+        single-threaded libx264; ``workers`` (if given) replaces the plan's count."""
+        if workers is not None:
+            int_in("workers", workers, 1, MAX_WORKERS)
+        notes = self.notes
+        if self.encoder != "x264":
+            notes = (*notes, "encoder x264: segments encode with libx264")
+        return dataclasses.replace(
+            self,
+            encoder="x264",
+            encoder_fallback=False,
+            workers=self.workers if workers is None else workers,
+            notes=notes,
+        )
+
+    def on_cpu(self, why: str) -> Plan:
+        """The CPU plan for the same request: capped batch, fp32 (or int8), RGB."""
+        return dataclasses.replace(
+            self,
+            backend="cpu",
+            providers=(CPU,),
+            precision=cpu_precision(self.spec),
+            batch_size=min(self.spec.batch_size, CPU_BATCH_CAP),
+            pixel_format="rgb24",
+            workers=1,
+            notes=(*self.notes, f"runs on the CPU: {why}"),
+            warning="",
+        )
+
+
+def cpu_precision(spec: ModelSpec) -> str:
+    """The precision a CPU plan runs: the one asked for, or fp32 for ``auto``."""
+    return CPU_AUTO_PRECISION if spec.precision == "auto" else spec.precision
+
+
+# ---------------------------------------------------------------------------------------------
+# Probing the providers (once per process)
+
+
+_probe: dict[str, tuple[str, ...]] = {}
+
+
+def offered_providers() -> tuple[str, ...]:
+    """The execution providers the installed onnxruntime offers (not necessarily loadable)."""
+    if "offered" not in _probe:
+        import onnxruntime as ort
+
+        offered = tuple(ort.get_available_providers())
+        if set(offered) & set(GPU_PROVIDERS) and hasattr(ort, "preload_dlls"):
+            # onnxruntime-gpu >= 1.21 finds CUDA/cuDNN from the nvidia-* wheels this way.
+            try:
+                ort.preload_dlls()
+            except Exception as e:  # missing libraries: the load probe will tell
+                logger.debug("onnxruntime.preload_dlls() failed: %s", e)
+        _probe["offered"] = offered
+    return _probe["offered"]
+
+
+def loadable_providers(offered: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """Of the offered GPU providers, those that really load: a one-node session per provider.
+
+    The CPU provider always loads. The answer is cached for the process.
+    """
+    offered = offered_providers() if offered is None else offered
+    key = "loadable:" + ",".join(offered)
+    if key not in _probe:
+        loaded = [p for p in GPU_PROVIDERS if p in offered and _loads(p)]
+        _probe[key] = (*loaded, CPU)
+    return _probe[key]
+
+
+def _loads(provider: str) -> bool:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, onnx.IR_VERSION, 9)
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        with warnings.catch_warnings():  # onnxruntime warns when it drops a provider
+            warnings.simplefilter("ignore")
+            session = ort.InferenceSession(
+                model.SerializeToString(), options, providers=[provider, CPU]
+            )
+    except Exception as e:  # the provider's libraries failed to load
+        logger.debug("%s did not load: %s", provider, e)
+        return False
+    return provider in session.get_providers()
+
+
+def reset_probe() -> None:
+    """Forget the probed providers (tests, or after installing libraries)."""
+    _probe.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolving
+
+
+def resolve(
+    spec: ModelSpec,
+    *,
+    encoder: str = "auto",
+    workers: int | None = None,
+    offered: tuple[str, ...] | None = None,
+    loadable: tuple[str, ...] | None = None,
+) -> Plan:
+    """Settle backend, providers, precision, graph batch, pixel format, encoder and workers.
+
+    Args:
+        spec: the model settings asked for.
+        encoder: ``"auto"``, ``"x264"`` or ``"nvenc"``.
+        workers: segment workers; None picks what keeps the encoder from being the
+            bottleneck (1 on the CPU).
+        offered, loadable: provider lists to use instead of probing (tests).
+
+    Raises:
+        ValueError: an explicit backend or encoder this machine cannot run (one line, before
+            any work).
+    """
+    encoder = choice("encoder", encoder, ENCODERS)
+    if workers is not None:
+        int_in("workers", workers, 1, MAX_WORKERS)
+    offered = offered_providers() if offered is None else tuple(offered)
+    notes: list[str] = []
+    warning = ""
+    providers: tuple[str, ...]
+    if spec.backend in ("cuda", "tensorrt"):
+        wanted = _PROVIDER_OF[spec.backend]
+        if wanted not in offered:
+            raise ValueError(
+                f"backend {spec.backend!r} needs onnxruntime-gpu, but the installed onnxruntime "
+                f"offers only {', '.join(offered)}: {GPU_HINT}"
+            )
+        loadable = loadable_providers(offered) if loadable is None else tuple(loadable)
+        if wanted not in loadable:
+            raise ValueError(
+                f"backend {spec.backend!r}: {wanted} did not load ({load_failure(wanted)})"
+            )
+        backend = spec.backend
+        providers = (TENSORRT, CUDA, CPU) if backend == "tensorrt" else (CUDA, CPU)
+        providers = tuple(p for p in providers if p in loadable)
+    elif spec.backend == "cpu" or spec.cpu_only:
+        backend, providers = "cpu", (CPU,)
+        if spec.backend == "auto":
+            notes.append(f"precision {spec.precision} runs on the CPU")
+    else:
+        gpu_offered = [p for p in GPU_PROVIDERS if p in offered]
+        loadable = (
+            (loadable_providers(offered) if gpu_offered else (CPU,))
+            if loadable is None
+            else tuple(loadable)
+        )
+        gpu = [p for p in GPU_PROVIDERS if p in loadable]
+        if gpu:
+            backend, providers = _BACKEND_OF[gpu[0]], (*gpu, CPU)
+            notes.append(f"backend {backend}: {gpu[0]} loads")
+        else:
+            backend, providers = "cpu", (CPU,)
+            why = (
+                f"{', '.join(gpu_offered)} did not load ({load_failure(gpu_offered[-1])})"
+                if gpu_offered
+                else f"the installed onnxruntime has no GPU provider ({GPU_HINT} on a GPU machine)"
+            )
+            notes.append(f"backend cpu: {why}")
+            warning = f"generator runs on the CPU: {why}"
+    on_gpu = backend != "cpu"
+    if spec.precision != "auto":
+        precision = spec.precision
+    else:
+        precision = "fp16" if on_gpu else cpu_precision(spec)
+    batch = spec.batch_size if on_gpu else min(spec.batch_size, CPU_BATCH_CAP)
+    if batch != spec.batch_size:
+        notes.append(f"graph batch {batch}: the CPU batch cap")
+    pixel_format = "yuv420p" if on_gpu else "rgb24"
+    chosen_encoder = _resolve_encoder(encoder, on_gpu, notes)
+    if workers is None:
+        workers = default_workers(on_gpu, chosen_encoder, spec.resolution, spec.scaling)
+    return Plan(
+        spec=spec,
+        backend=backend,
+        providers=providers,
+        precision=precision,
+        batch_size=batch,
+        pixel_format=pixel_format,
+        encoder=chosen_encoder,
+        workers=workers,
+        encoder_fallback=encoder == "auto" and chosen_encoder == "nvenc",
+        notes=tuple(notes),
+        warning=warning,
+    )
+
+
+def _resolve_encoder(encoder: str, on_gpu: bool, notes: list[str]) -> str:
+    if encoder == "x264":
+        return "x264"
+    from dmv_fast.video.nvenc import probe_nvenc
+
+    if encoder == "nvenc":
+        ok, why = probe_nvenc()
+        if not ok:
+            raise ValueError(f"encoder 'nvenc' is not available here: {why}")
+        return "nvenc"
+    if not on_gpu:
+        notes.append("encoder x264: the generator runs on the CPU")
+        return "x264"
+    ok, why = probe_nvenc()
+    notes.append(f"encoder {'nvenc' if ok else 'x264'}: {why}")
+    return "nvenc" if ok else "x264"
+
+
+def encoder_fps(side: int) -> float:
+    """Expected libx264 frames/s of one single-threaded encoder at ``side x side`` pixels."""
+    # Encoding cost grows with the pixel count; interpolate between the two measured sizes.
+    if side <= 512:
+        return X264_FPS_512 * (512 / side) ** 2
+    ratio = math.log((side / 512) ** 2) / math.log(4)  # 0 at 512, 1 at 1024
+    return X264_FPS_512 * (X264_FPS_1024 / X264_FPS_512) ** ratio
+
+
+def default_workers(
+    on_gpu: bool,
+    encoder: str,
+    resolution: int,
+    scaling: int = 1,
+    *,
+    cores: int | None = None,
+    generator_fps: float | None = None,
+) -> int:
+    """How many segment workers a render needs so that encoding never holds the generator.
+
+    Args:
+        on_gpu: the generator runs on a GPU provider.
+        encoder: ``"x264"`` or ``"nvenc"`` (the resolved encoder).
+        resolution: 128, 256 or 512; ``scaling``: the integer upscaling factor.
+        cores: CPU cores to spread over (default: ``os.cpu_count()``).
+        generator_fps: expected generator frames/s (default: 1,500 at 512 px on one
+            H100/H200, scaled by the graph's multiply-adds at other resolutions).
+
+    Returns:
+        1 on the CPU or with NVENC (one hardware stream keeps up); otherwise
+        ``ceil(generator_fps / encoder_fps)`` libx264 encoders, at most one per core.
+    """
+    if not on_gpu or encoder == "nvenc":
+        return 1
+    cores = cores or os.cpu_count() or 1
+    if generator_fps is None:
+        generator_fps = GPU_FPS_512 * _GMAC[512] / _GMAC.get(resolution, _GMAC[512])
+    needed = math.ceil(generator_fps / encoder_fps(resolution * scaling))
+    return max(1, min(cores, needed))
+
+
+def load_failure(provider: str) -> str:
+    """Why a GPU provider may not load, in one line."""
+    if provider == TENSORRT:
+        return (
+            "the TensorRT libraries (libnvinfer, TensorRT 10) were not found on the library "
+            "path, or the GPU and CUDA provider themselves did not load"
+        )
+    return (
+        "no usable NVIDIA GPU and driver, or the CUDA runtime and cuDNN 9 libraries that "
+        "onnxruntime-gpu was built for are not on the library path (LD_LIBRARY_PATH, or the "
+        "nvidia-* pip packages loaded with onnxruntime.preload_dlls())"
+    )
+
+
+def settle(plan: Plan, loaded: list[str] | tuple[str, ...]) -> Plan:
+    """Check a built session's providers against the plan.
+
+    Returns the plan unchanged when they agree; for ``auto`` on a GPU plan whose session ended
+    on the CPU, the CPU plan (one warning: the caller rebuilds the graph and session); for
+    ``auto`` TensorRT that fell to CUDA, the CUDA plan.
+
+    Raises:
+        RuntimeError: an explicit ``cuda``/``tensorrt`` whose provider did not load.
+    """
+    loaded = list(loaded)
+    if not plan.on_gpu or (loaded and loaded[0] == plan.providers[0]):
+        return plan
+    wanted = plan.providers[0]
+    if plan.spec.backend != "auto":
+        label = "CUDA" if wanted == CUDA else "TensorRT"
+        raise RuntimeError(
+            f"the {label} execution provider did not load ({load_failure(wanted)}); "
+            f"loaded: {', '.join(loaded)}"
+        )
+    if loaded and loaded[0] in GPU_PROVIDERS:
+        logger.warning("generator runs on %s: %s did not load", loaded[0], wanted)
+        return dataclasses.replace(
+            plan,
+            backend=_BACKEND_OF[loaded[0]],
+            providers=tuple(p for p in plan.providers if p != wanted),
+            notes=(*plan.notes, f"{wanted} did not load"),
+        )
+    why = f"{wanted} did not load ({load_failure(wanted)})"
+    logger.warning("generator runs on the CPU: %s", why)
+    return plan.on_cpu(why)

@@ -1,0 +1,153 @@
+"""What was asked of the model (:class:`ModelSpec`) and what picks an exported graph
+(:class:`GraphSpec`), each checked once when it is made."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from dmv_fast.settings.choices import (
+    BACKENDS,
+    CPU_ONLY_PRECISIONS,
+    DEFAULT_BATCH,
+    DEFAULT_RESOLUTION,
+    GRAPH_PRECISIONS,
+    MAX_BATCH,
+    MAX_SCALING,
+    PIXEL_FORMATS,
+    PIXELS,
+    PRECISIONS,
+    RESOLUTIONS,
+    choice,
+    int_in,
+    invalid,
+    is_int,
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model settings of a render, checked at construction (``ValueError`` naming the bad
+    one). Change them with :func:`dataclasses.replace`.
+
+    Attributes:
+        resolution: BigGAN-deep output size, 128, 256 or 512.
+        weights: ``None`` (pretrained ``biggan-deep-<resolution>``), a pretrained name,
+            ``"random"`` (seeded random weights) or a local folder / ``.bin`` file.
+        backend: ``"auto"`` (TensorRT ▸ CUDA ▸ CPU), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
+        precision: ``"auto"`` (fp16 on a GPU, fp32 on the CPU), ``"fp32"``, ``"fp16"``, or
+            ``"int8"`` (CPU only).
+        batch_size: frames per generator call on a GPU, 1..1024 (capped at
+            :data:`~dmv_fast.settings.plan.CPU_BATCH_CAP` on the CPU).
+        scaling: integer Lanczos upscaling inside the graph, 1..8.
+        pixels: ``"stretch"`` (each frame's min..max to 0..255, the original's look) or
+            ``"fixed"`` ([-1, 1] to 0..255).
+    """
+
+    resolution: int = DEFAULT_RESOLUTION
+    weights: str | None = None
+    backend: str = "auto"
+    precision: str = "auto"
+    batch_size: int = DEFAULT_BATCH
+    scaling: int = 1
+    pixels: str = "stretch"
+
+    def __post_init__(self) -> None:
+        res = getattr(self.resolution, "value", self.resolution)
+        if isinstance(res, str) and res.isdigit():
+            res = int(res)
+        if not is_int(res) or res not in RESOLUTIONS:
+            raise invalid("resolution", res, "128, 256 or 512")
+        object.__setattr__(self, "resolution", int(res))
+        weights = self.weights
+        if isinstance(weights, os.PathLike):
+            weights = os.fspath(weights)
+        if weights is not None and (not isinstance(weights, str) or not weights):
+            raise invalid("weights", weights, "None, a pretrained name, 'random' or a path")
+        object.__setattr__(self, "weights", weights)
+        for name, choices in (
+            ("backend", BACKENDS),
+            ("precision", PRECISIONS),
+            ("pixels", PIXELS),
+        ):
+            object.__setattr__(self, name, choice(name, getattr(self, name), choices))
+        int_in("batch_size", self.batch_size, 1, MAX_BATCH)
+        int_in("scaling", self.scaling, 1, MAX_SCALING)
+        if self.cpu_only and self.backend in ("cuda", "tensorrt"):
+            raise ValueError(
+                f"precision {self.precision} runs only on the CPU, not with backend "
+                f"{self.backend!r} (use --backend cpu, or fp16 on a GPU)"
+            )
+
+    @property
+    def cpu_only(self) -> bool:
+        """The precision runs only on the CPU provider (int8): the plan never puts it on a GPU."""
+        return self.precision in CPU_ONLY_PRECISIONS
+
+    @property
+    def weights_name(self) -> str:
+        """The weights as recorded: the given value, or the pretrained default's name."""
+        return self.weights or f"biggan-deep-{self.resolution}"
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """``(height, width)`` of a video frame in pixels (the generator's size times scaling)."""
+        side = self.resolution * self.scaling
+        return side, side
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """What picks an exported graph, the weights aside: settled values only (no ``auto``).
+
+    A plan makes one (:attr:`dmv_fast.settings.plan.Plan.graph`); ``dmv-fast export`` and the
+    graph cache's tests make them directly. Checked at construction, like :class:`ModelSpec`.
+
+    Attributes:
+        resolution: the generator's output side (a local model's ``output_dim``).
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (CPU only, so RGB output only).
+        batch_size: the graph's static batch, 1..1024.
+        scaling: integer Lanczos upscaling inside the graph, 1..8.
+        pixels: ``"stretch"`` or ``"fixed"``.
+        pixel_format: ``"rgb24"``, or ``"yuv420p"`` for a graph that also outputs the
+            encoder's YUV 4:2:0 planes (GPU plans).
+    """
+
+    resolution: int
+    precision: str = "fp32"
+    batch_size: int = 1
+    scaling: int = 1
+    pixels: str = "stretch"
+    pixel_format: str = "rgb24"
+
+    def __post_init__(self) -> None:
+        if not is_int(self.resolution) or self.resolution < 8:
+            raise invalid("resolution", self.resolution, "a positive number of pixels")
+        object.__setattr__(self, "precision", choice("precision", self.precision, GRAPH_PRECISIONS))
+        int_in("batch_size", self.batch_size, 1, MAX_BATCH)
+        int_in("scaling", self.scaling, 1, MAX_SCALING)
+        object.__setattr__(self, "pixels", choice("pixels", self.pixels, PIXELS))
+        fmt = choice("pixel_format", self.pixel_format, PIXEL_FORMATS)
+        object.__setattr__(self, "pixel_format", fmt)
+        if self.precision in CPU_ONLY_PRECISIONS and fmt != "rgb24":
+            raise ValueError(
+                f"{self.precision} graphs run on the CPU and output rgb24 frames only, not {fmt}"
+            )
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the frames the graph outputs."""
+        side = self.resolution * self.scaling
+        return side, side
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "resolution": self.resolution,
+            "precision": self.precision,
+            "batch_size": self.batch_size,
+            "scaling": self.scaling,
+            "pixels": self.pixels,
+            "pixel_format": self.pixel_format,
+            "frame_size": list(self.frame_size),
+        }
