@@ -207,8 +207,8 @@ def live(
             if server is not None:
                 server.close()
                 server = None
-            sink_stats = timeline.stats()  # before close: the pads are not the show
             timeline.close(result.frames_total)
+            sink_stats = timeline.stats()
             timeline = None
     finally:
         stop.set()

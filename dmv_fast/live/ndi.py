@@ -16,6 +16,7 @@ folder ``NDI_CONFIG_DIR`` names (default ``~/.ndi``), on the receiving side.
 from __future__ import annotations
 
 import logging
+import time
 from fractions import Fraction
 from typing import Any
 
@@ -24,6 +25,8 @@ import numpy as np
 from dmv_fast.settings.choices import NDI_MAX_NAME
 
 logger = logging.getLogger("dmv_fast")
+
+LINGER = 0.5  # seconds the sender stays up after the last frame when receivers are connected
 
 
 def load_ndi() -> Any:
@@ -115,6 +118,8 @@ class NdiSink:
         return None
 
     def close(self) -> None:
+        if self._sender is not None and self.connections:
+            time.sleep(LINGER)  # NDI sends in the background: let the last frames leave
         self._stop()
 
     def abort(self) -> None:

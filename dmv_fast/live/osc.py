@@ -46,20 +46,48 @@ ADDRESSES = {
     f"{OSC_PREFIX}seed": "[i]",
 }
 MAX_PACKET = 65536  # bytes: the largest UDP datagram
+MAX_NESTING = 8  # bundles within bundles
+BUNDLE = b"#bundle\x00"
 SHOWN = 120  # characters of a message shown in a log line
 
 
 def load_osc() -> Any:
-    """python-osc's packet parser.
+    """python-osc's message parser.
 
     Raises:
         ValueError: python-osc is not installed, naming the extra to install.
     """
     try:
-        from pythonosc import osc_packet
+        from pythonosc import osc_message
     except ImportError as e:
         raise ValueError(f"--osc needs python-osc: pip install 'dmv-fast[osc]' ({e})") from None
-    return osc_packet
+    return osc_message
+
+
+def split_bundles(data: bytes, depth: int = 0) -> list[bytes]:
+    """The message datagrams of an OSC packet: a message, or a bundle of messages and bundles
+    (time tags ignored). Our own walk: python-osc's loops forever on a negative element size.
+
+    Raises:
+        ValueError: a truncated bundle, an element size that is not a positive multiple of 4
+            within the packet, or bundles nested deeper than ``MAX_NESTING``.
+    """
+    if not data.startswith(BUNDLE):
+        return [data]
+    if depth >= MAX_NESTING:
+        raise ValueError(f"OSC bundles nested deeper than {MAX_NESTING}")
+    if len(data) < 16:
+        raise ValueError("OSC bundle shorter than its header")
+    out: list[bytes] = []
+    i = 16  # "#bundle\0" and the time tag
+    while i < len(data):
+        size = int.from_bytes(data[i : i + 4], "big", signed=True)
+        i += 4
+        if size <= 0 or size % 4 or i + size > len(data):
+            raise ValueError(f"OSC bundle element of {size} bytes at byte {i - 4}")
+        out += split_bundles(data[i : i + size], depth + 1)
+        i += size
+    return out
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -87,7 +115,7 @@ class OscServer:
     """
 
     def __init__(self, address: str | int, controls: Controls | None = None) -> None:
-        self._packet = load_osc()
+        self._parser = load_osc()
         host, port = parse_address(str(address))
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -145,7 +173,7 @@ class OscServer:
         """Handle one UDP datagram (an OSC message or bundle)."""
         assert self.controls is not None
         try:
-            messages = [m.message for m in self._packet.OscPacket(data).messages]
+            messages = [self._parser.OscMessage(d) for d in split_bundles(data)]
         except Exception as e:  # python-osc raises several kinds on garbage
             self.controls.reject("osc", f"malformed OSC packet of {len(data)} bytes ({e})")
             return

@@ -98,7 +98,7 @@ OSC_HOST = "127.0.0.1"
 #: NDI source names longer than this are refused.
 NDI_MAX_NAME = 200
 #: Bad control messages logged per second; the rest are counted and reported once a second.
-LIVE_REJECT_LOG_RATE = 5
+LIVE_REJECT_LOG_RATE = 20
 
 
 # Checks ------------------------------------------------------------------------------------
