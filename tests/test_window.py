@@ -148,13 +148,16 @@ def _live_args(song: Path, tiny_weights: Path, out: Path, stats: Path) -> list[s
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("how", ["close button", "ctrl-c"])
+@pytest.mark.parametrize("how", ["close button", "ctrl-c", "end of song"])
 def test_dmv_fast_live_plays_in_a_window_and_ends_cleanly(
     display, x, song, tiny_weights, tmp_path, tmp_path_factory, how
 ):
     out, stats_file = tmp_path / "live.mp4", tmp_path / "stats.json"
     cache = tmp_path_factory.getbasetemp() / "window-cache"
-    proc = _start(_live_args(song, tiny_weights, out, stats_file), display, cache)
+    args = _live_args(song, tiny_weights, out, stats_file)
+    if how == "end of song":
+        args += ["--duration", "6"]
+    proc = _start(args, display, cache)
     try:
         window = x.find(TITLE, seconds=180)
         assert window is not None, proc.stderr.read().decode() if proc.poll() is not None else ""
@@ -169,7 +172,7 @@ def test_dmv_fast_live_plays_in_a_window_and_ends_cleanly(
         time.sleep(1.0)
         if how == "close button":
             x.ask_to_close(window)
-        else:
+        elif how == "ctrl-c":
             proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
@@ -179,7 +182,10 @@ def test_dmv_fast_live_plays_in_a_window_and_ends_cleanly(
     assert x.find(TITLE, seconds=1.0) is None
     stats = json.loads(stats_file.read_text())
     total = stats["frames_total"]
-    assert 0 < total < 1 + 30 * SR // 1024  # ended before the song did
+    if how == "end of song":
+        assert total == 1 + round(6 * 44100) * SR // 44100 // 1024
+    else:
+        assert 0 < total < 1 + 30 * SR // 1024  # ended before the song did
     assert [s["name"] for s in stats["sinks"]] == ["file", "window"]
     window_stats = stats["sinks"][1]
     assert window_stats["frames"] > 0 and window_stats["latency_p50_ms"] > 0
