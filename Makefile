@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH)"
-	$(PIP) install -q -e ".[cpu,export,dev,ray]"
+	$(PIP) install -q -e ".[cpu,export,dev,ray,osc,window,ndi]"
 	touch $(STAMP)
 
 demo: setup

@@ -12,7 +12,8 @@ from _media import synth_music
 
 from dmv_fast.audio.features import analyze
 from dmv_fast.settings.options import RenderOptions
-from dmv_fast.vectors.online import OnlineTrajectory, reference_vectors
+from dmv_fast.vectors.online import OnlineTrajectory
+from dmv_fast.vectors.online_reference import reference_vectors
 from dmv_fast.vectors.trajectory import compute_vectors, draw_random, jitter_factors, noise_kernel
 
 SR = 22050

@@ -1,9 +1,11 @@
 """``dmv-fast live``: music in (a file at real-time pace, raw PCM on stdin, a sound card),
-frames out (an MP4 with the audio that was played, raw RGB on stdout), stats printed.
+frames out (an MP4 with the audio that was played, raw RGB on stdout, a preview window, an NDI
+source), steered while it plays (OSC, the window's keys), stats printed.
 
 The command only wires library parts: the sources (:mod:`dmv_fast.live.sources`,
 :func:`dmv_fast.audio.decode.song_blocks`), the session on the engine's generator, the sinks
-(:mod:`dmv_fast.live.sinks`) and the run (:func:`dmv_fast.live.runner.run`).
+(:mod:`dmv_fast.live.sinks`, :mod:`~dmv_fast.live.window`, :mod:`~dmv_fast.live.ndi`), the
+OSC server (:mod:`dmv_fast.live.osc`) and the run (:func:`dmv_fast.live.runner.run`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,22 @@ def live(
     raw: Annotated[
         bool, typer.Option("--raw", help="Raw RGB24 frames on stdout (H x W x 3 bytes each).")
     ] = False,
+    window: Annotated[
+        bool,
+        typer.Option("--window", help="Show the frames in a window; closing it ends the session."),
+    ] = False,
+    overlay: Annotated[
+        bool, typer.Option("--overlay", help="Start the window with the stats overlay shown.")
+    ] = False,
+    ndi: Annotated[
+        str | None, typer.Option("--ndi", help="Publish the frames as this NDI source.")
+    ] = None,
+    osc: Annotated[
+        str | None,
+        typer.Option(
+            "--osc", help="Take OSC control messages on this UDP PORT (127.0.0.1) or HOST:PORT."
+        ),
+    ] = None,
     stats: Annotated[
         Path | None, typer.Option("--stats", help="Write the stats to this JSON file.")
     ] = None,
@@ -87,9 +105,12 @@ def live(
 ) -> None:
     """Visualize music live: frames follow the audio as it plays, late frames are dropped."""
     from dmv_fast.audio.decode import song_blocks
+    from dmv_fast.live import ndi as live_ndi
+    from dmv_fast.live import window as live_window
+    from dmv_fast.live.osc import OscServer
     from dmv_fast.live.runner import run
     from dmv_fast.live.session import LiveSession
-    from dmv_fast.live.sinks import FileSink, PipeSink, Timeline
+    from dmv_fast.live.sinks import FileSink, PipeSink, Sink, Timeline
     from dmv_fast.live.sources import BLOCK, device_blocks, stdin_blocks
     from dmv_fast.render.api import Visualizer
     from dmv_fast.render.preflight import check_output
@@ -99,6 +120,7 @@ def live(
     setup_logging(verbose, quiet)
     stop = threading.Event()
     timeline: Timeline | None = None
+    server: OscServer | None = None
     try:
         with one_line_errors(""):
             sources = [s for s in (song is not None, stdin, input_device is not None) if s]
@@ -114,6 +136,15 @@ def live(
                 raise ValueError(f"--duration must be > 0 seconds, got {duration}")
             if stats is not None and not stats.resolve().parent.is_dir():
                 raise ValueError(f"--stats folder {str(stats.parent)!r} does not exist")
+            if overlay and not window:
+                raise ValueError("--overlay needs --window")
+            if window:
+                live_window.check_display()
+            if ndi is not None:
+                live_ndi.check_name(ndi)
+                live_ndi.load_ndi()
+            if osc is not None:
+                server = OscServer(osc)  # binds now: a taken port fails before any work
             spec = params.model_spec(resolution, weights, backend, precision, batch_size)
             options = RenderOptions(
                 song=str(song) if song else "-",
@@ -142,13 +173,26 @@ def live(
                 in_rate, blocks = device_blocks(input_device, rate, channels, BLOCK, stop)
             session = LiveSession(vis.generator, trajectory, queue=queue, batch=batch_size)
             session.warm_up()
-            sinks: list[Any] = []
+            sinks: list[Sink] = []
             if output_file is not None:
                 sinks.append(FileSink(output_file, song, overwrite=True))
             if raw:
                 sinks.append(PipeSink())
+            if window:
+                sinks.append(
+                    live_window.WindowSink(
+                        controls=session.controls,
+                        on_close=stop.set,  # like a Ctrl-C: the frames so far still come out
+                        overlay=lambda: _overlay(session, timeline),
+                        show_overlay=overlay,
+                    )
+                )
+            if ndi is not None:
+                sinks.append(live_ndi.NdiSink(ndi))
             timeline = Timeline(sinks)
             timeline.open(vis.plan.frame_size, options.fps)
+            if server is not None:
+                server.start(session.controls)
             logger.info(
                 "live: %d px at %.2f frames/s, seed %d, classes %s",
                 spec.resolution,
@@ -160,13 +204,21 @@ def live(
                 session, blocks, in_rate, timeline, paced=song is not None,
                 duration=duration, stop=stop,
             )  # fmt: skip
+            if server is not None:
+                server.close()
+                server = None
             timeline.close(result.frames_total)
+            sink_stats = timeline.stats()
             timeline = None
     finally:
         stop.set()
+        if server is not None:
+            server.close()
         if timeline is not None:
             timeline.abort()
     typer.echo(result.summary(), err=raw)
+    for line in sink_stats:
+        typer.echo(line.summary(), err=raw)
     if stats is not None:
         record = {
             **result.to_dict(),
@@ -176,5 +228,23 @@ def live(
             "plan": vis.plan.to_dict(),
             "analysis_latency_ms": 1000 * trajectory.latency,
             "load_average": list(os.getloadavg()),
+            "sinks": [s.to_dict() for s in sink_stats],
+            "controls": session.controls.to_dict(),
         }
         stats.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _overlay(session: Any, timeline: Any) -> list[str]:
+    """The window's stats overlay: the session, each sink, the settings."""
+    stats = session.stats()
+    lines = [
+        f"{stats.fps:.1f} of {stats.target_fps:.1f} frames/s, {stats.frames_dropped} dropped, "
+        f"latency p50 {stats.latency_p50_ms:.0f} ms",
+        session.controls.describe(),
+    ]
+    if timeline is not None:
+        lines += [
+            f"{s.name}: {s.dropped} dropped, p50 {s.latency_p50_ms:.0f} ms"
+            for s in timeline.stats()
+        ]
+    return lines

@@ -98,7 +98,7 @@ def run(
                     logger.warning("interrupted: finishing the frames of the audio so far")
                     continue
                 if frame is not None:
-                    timeline.frame(frame.index, frame.image)
+                    timeline.frame(frame.index, frame.image, frame.arrived)
                 elif session.done:
                     break
         finally:

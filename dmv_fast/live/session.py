@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dmv_fast.live.control import Controls
 from dmv_fast.settings.choices import N_IMAGENET, NOISE_DIM
 from dmv_fast.vectors.online import OnlineTrajectory
 
@@ -57,11 +58,14 @@ class Frame:
         image: ``np.ndarray [shape=(H, W, 3)]`` uint8 RGB. A session buffer: valid until the
             next ``pull`` (copy it to keep it).
         latency: seconds from the arrival of its audio to the frame being ready.
+        arrived: when its audio arrived, on the session clock (sinks measure their own
+            latency from it).
     """
 
     index: int
     image: np.ndarray
     latency: float
+    arrived: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,8 @@ class LiveSession:
             ``False``: the caller drives it with :meth:`step` (deterministic tests).
 
     The session is warm once the first frame is out; call :meth:`warm_up` to pay the first
-    run's cost before the audio starts.
+    run's cost before the audio starts. Settings change while it plays through :meth:`set` or
+    :attr:`controls` (:mod:`dmv_fast.live.control`), from the next frame on.
     """
 
     def __init__(
@@ -176,22 +181,25 @@ class LiveSession:
         self.queue, self.batch = queue, batch
         self._clock = clock
         self._threaded = threaded
-        self._columns = np.asarray(trajectory.classes, dtype=np.int64)
+        self.controls = Controls(trajectory)
         # Pending vectors: full-width class rows whose other entries stay 0.
         self._noise = np.zeros((queue, NOISE_DIM), np.float32)
         self._classes = np.zeros((queue, N_IMAGENET), np.float32)
         self._index = np.zeros(queue, np.int64)
         self._t_in = np.zeros(queue, np.float64)
+        self._truncations = np.zeros(queue, np.float64)  # each frame's own (they glide)
         self._pending = _Ring(queue)
         # The generator's inputs, one batch.
         self._noise_in = np.zeros((batch, NOISE_DIM), np.float32)
         self._classes_in = np.zeros((batch, N_IMAGENET), np.float32)
         self._meta_in = np.zeros((batch, 2), np.float64)  # index, arrival time
+        self._truncation_in = self.truncation
         # Finished frames, allocated at the first frame (its size comes from the generator).
         self._frames: np.ndarray | None = None
         self._front: np.ndarray | None = None
         self._frame_index = np.zeros(queue, np.int64)
         self._frame_latency = np.zeros(queue, np.float64)
+        self._frame_arrived = np.zeros(queue, np.float64)
         self._done = _Ring(queue)
         self._latencies = np.zeros(LATENCY_SAMPLES, np.float64)
         self._engine_lock = threading.Lock()  # the trajectory is not thread-safe
@@ -239,6 +247,15 @@ class LiveSession:
         spare.advance(np.ones(2), np.ones((2, 12)))
         self.generator.generate(self._noise_in[:1], self._classes_in[:1], self.truncation)
 
+    def set(self, **changes: Any) -> None:
+        """Change settings while playing, from the next frame on (see
+        :mod:`dmv_fast.live.control`): ``session.set(truncation=0.6, classes=["goldfish", 97])``.
+
+        Raises:
+            ValueError: an unknown setting or a bad value (then nothing changes).
+        """
+        self.controls.set("api", **changes)
+
     # -- audio in -----------------------------------------------------------------------------
 
     def push(self, block: np.ndarray, rate: int, *, time: float | None = None) -> int:
@@ -252,8 +269,10 @@ class LiveSession:
         """
         arrived = self._clock() if time is None else float(time)
         with self._engine_lock:
+            truncation = self.controls.apply(self.trajectory, self._total)
+            columns = self.trajectory.classes
             step = self.trajectory.push(block, rate)
-        self._enqueue(step, arrived)
+        self._enqueue(step, arrived, truncation=truncation, columns=columns)
         return step.n_frames
 
     def finish(self, *, time: float | None = None) -> int:
@@ -264,14 +283,26 @@ class LiveSession:
         """
         arrived = self._clock() if time is None else float(time)
         with self._engine_lock:
+            truncation = self.controls.apply(self.trajectory, self._total)
+            columns = self.trajectory.classes
             step = self.trajectory.finish()
-        self._enqueue(step, arrived, wait=self._worker is not None)
+        self._enqueue(
+            step, arrived, self._worker is not None, truncation=truncation, columns=columns
+        )
         with self._cond:
             self._finished = True
             self._cond.notify_all()
         return step.n_frames
 
-    def _enqueue(self, step: Any, arrived: float, wait: bool = False) -> None:
+    def _enqueue(
+        self,
+        step: Any,
+        arrived: float,
+        wait: bool = False,
+        *,
+        truncation: float,
+        columns: tuple[int, ...],
+    ) -> None:
         n = step.n_frames
         with self._cond:
             if self._t_first is None:
@@ -290,8 +321,10 @@ class LiveSession:
                     )
                 slot, dropped = self._pending.push()
                 self._dropped += dropped
+                self._truncations[slot] = truncation
                 self._noise[slot] = step.noise[i]
-                self._classes[slot, self._columns] = step.weights[i]
+                self._classes[slot] = 0.0  # the classes may have changed
+                self._classes[slot, list(columns)] = step.weights[i]
                 self._index[slot] = step.start + i
                 self._t_in[slot] = arrived
             if n:
@@ -313,7 +346,12 @@ class LiveSession:
             count = self._pending.count
             if not count:
                 return 0
-            m = min(self.batch, count)
+            m, head = 1, self._pending.head
+            self._truncation_in = float(self._truncations[head])
+            while m < min(self.batch, count) and (  # one truncation per generator call
+                self._truncations[(head + m) % self.queue] == self._truncation_in
+            ):
+                m += 1
             for i, slot in enumerate(self._pending.take(m)):
                 self._noise_in[i] = self._noise[slot]
                 self._classes_in[i] = self._classes[slot]
@@ -322,7 +360,7 @@ class LiveSession:
         try:
             t0 = self._clock()
             frames = self.generator.generate(
-                self._noise_in[:m], self._classes_in[:m], self.truncation
+                self._noise_in[:m], self._classes_in[:m], self._truncation_in
             )
             t1 = self._clock()
         finally:
@@ -339,6 +377,7 @@ class LiveSession:
                 self._frame_index[slot] = int(self._meta_in[i, 0])
                 latency = t1 - self._meta_in[i, 1]
                 self._frame_latency[slot] = latency
+                self._frame_arrived[slot] = self._meta_in[i, 1]
                 self._latencies[self._generated % LATENCY_SAMPLES] = latency
                 self._generated += 1
             self._gen_seconds += t1 - t0
@@ -408,9 +447,8 @@ class LiveSession:
             self._shown += 1
             if self._finished and self._drained() and self._t_end is None:
                 self._t_end = self._clock()
-            return Frame(
-                int(self._frame_index[slot]), self._front, float(self._frame_latency[slot])
-            )
+            index, latency = int(self._frame_index[slot]), float(self._frame_latency[slot])
+            return Frame(index, self._front, latency, float(self._frame_arrived[slot]))
 
     def stats(self) -> LiveStats:
         """Counts, latency percentiles and frame rates so far."""

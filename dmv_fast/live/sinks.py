@@ -2,9 +2,11 @@
 
 A sink is opened with the frame size and rate, takes frames by index (frame ``k`` shows the
 audio at ``k / fps``), optionally the audio as it was played, and is closed (its output
-published) or aborted (nothing left behind). :class:`Timeline` feeds several sinks at once
-and keeps their streams whole: a frame the generator dropped is replaced by the last frame
+published) or aborted (nothing left behind). :class:`Timeline` feeds several sinks at once,
+each on its own thread behind its own bounded queue (:mod:`dmv_fast.live.feed`), and keeps
+the streams whole: a frame the generator or a busy sink dropped is replaced by the last frame
 made before it, so a file or a pipe has exactly one frame per hop, like ``dmv-fast render``.
+The preview window and NDI are :mod:`dmv_fast.live.window` and :mod:`dmv_fast.live.ndi`.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from __future__ import annotations
 import logging
 import secrets
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from dmv_fast.live.feed import SinkFeed, SinkStats
+from dmv_fast.settings.choices import LIVE_SINK_QUEUE, LIVE_STREAM_QUEUE
 from dmv_fast.video.writer import VideoWriter
 
 logger = logging.getLogger("dmv_fast")
@@ -26,7 +31,13 @@ logger = logging.getLogger("dmv_fast")
 
 @runtime_checkable
 class Sink(Protocol):
-    """A consumer of live frames."""
+    """A consumer of live frames.
+
+    Every call but :meth:`audio` comes from the sink's own thread (:class:`Timeline`). Optional
+    attributes: ``name`` (in the stats), ``whole`` (default True: the sink needs one frame per
+    hop, gaps filled; False for previews that show the newest frame) and ``idle()``, called on
+    the sink's thread when no frame came for a moment (a window handles its events there).
+    """
 
     def open(self, size: tuple[int, int], fps: Fraction) -> None:
         """Prepare for frames of ``size`` = ``(height, width)`` at ``fps`` frames/s."""
@@ -52,6 +63,9 @@ class Sink(Protocol):
 
 class PipeSink:
     """Raw RGB24 frames (``H x W x 3`` bytes each) on a binary stream (stdout by default)."""
+
+    name = "pipe"
+    whole = True
 
     def __init__(self, stream: IO[bytes] | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout.buffer
@@ -84,6 +98,9 @@ class FileSink:
             muxed into ``output`` at :meth:`close`.
         overwrite: replace an existing ``output``.
     """
+
+    name = "file"
+    whole = True
 
     def __init__(
         self, output: str | Path, song: str | Path | None = None, *, overwrite: bool = True
@@ -165,50 +182,70 @@ class FileSink:
 
 
 class Timeline:
-    """Frame ``k`` at ``k / fps`` to every sink: gaps filled with the last frame made.
+    """Frame ``k`` at ``k / fps`` to every sink, each on its own thread (see ``feed``).
+
+    A slow or failing sink drops its own frames and never holds back the others or the
+    generator. Whole streams (the file, the pipe) get the gaps filled with the last frame made,
+    so they have exactly one frame per hop.
 
     Args:
         sinks: the sinks, opened by :meth:`open` in order and closed in order.
+        slots: frames each preview sink (``whole = False``) may have waiting before it drops
+            its own; whole streams wait for up to ``LIVE_STREAM_QUEUE`` frames.
+        clock: the session's clock, for each sink's latency.
     """
 
-    def __init__(self, sinks: Sequence[Sink]) -> None:
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        *,
+        slots: int = LIVE_SINK_QUEUE,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.sinks = list(sinks)
-        self.written = 0
-        self.last: np.ndarray | None = None
+        self.feeds = [
+            SinkFeed(
+                sink,
+                slots=max(slots, LIVE_STREAM_QUEUE) if getattr(sink, "whole", True) else slots,
+                clock=clock,
+            )
+            for sink in self.sinks
+        ]
 
     def open(self, size: tuple[int, int], fps: Fraction) -> None:
-        for sink in self.sinks:
-            sink.open(size, fps)
+        """Open every sink, each on its thread; raises the first failure."""
+        for feed in self.feeds:
+            feed.open(size, fps)
 
     def audio(self, block: np.ndarray, rate: int) -> None:
-        for sink in self.sinks:
-            sink.audio(block, rate)
+        for feed in self.feeds:
+            feed.audio(block, rate)
 
-    def frame(self, index: int, image: np.ndarray) -> None:
-        if self.last is None:
-            self.last = np.empty_like(image)
-        else:
-            while self.written < index:  # dropped frames: hold the last one
-                self._emit(self.last)
-        np.copyto(self.last, image)
-        self._emit(image)
-
-    def _emit(self, image: np.ndarray) -> None:
-        for sink in self.sinks:
-            sink.frame(self.written, image)
-        self.written += 1
+    def frame(self, index: int, image: np.ndarray, arrived: float | None = None) -> None:
+        """Frame ``index``, ``np.ndarray [shape=(H, W, 3)]`` uint8, to every sink (copied);
+        ``arrived``: when its audio arrived, on the session clock (default: now)."""
+        for feed in self.feeds:
+            feed.frame(index, image, arrived)
 
     def close(self, total: int) -> None:
-        """Pad to ``total`` frames (the audio's length), then close every sink."""
-        if self.last is not None:
-            while self.written < total:
-                self._emit(self.last)
-        for sink in self.sinks:
-            sink.close()
+        """Hand over what is queued, pad whole streams to ``total`` frames (the audio's
+        length), close every sink; raises the first failure of a whole stream."""
+        errors: list[BaseException] = []
+        for feed in self.feeds:
+            try:
+                feed.close(total)
+            except Exception as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
     def abort(self) -> None:
-        for sink in self.sinks:
+        for feed in self.feeds:
             try:
-                sink.abort()
+                feed.abort()
             except Exception as e:  # the original failure matters, not this one
                 logger.debug("while aborting a sink: %s", e)
+
+    def stats(self) -> list[SinkStats]:
+        """Frames, drops, latency and failure of each sink, in order."""
+        return [feed.stats() for feed in self.feeds]

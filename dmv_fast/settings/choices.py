@@ -69,6 +69,36 @@ LIVE_RESOLUTION = 128
 LIVE_FRAME_LENGTH = 1024
 LIVE_BATCH = 1
 LIVE_QUEUE = 2
+#: What a live session takes while it plays (dmv_fast.live.control): the settings of
+#: RenderOptions that keep their meaning and ranges, and the performer's own.
+LIVE_SETTINGS = (
+    "truncation",
+    "classes",
+    "num_classes",
+    "pitch_sensitivity",
+    "tempo_sensitivity",
+    "depth",
+    "jitter",
+)
+LIVE_ACTIONS = ("freeze", "seed", "next_classes")
+#: Seconds over which a change of these settings glides instead of jumping (a jump flashes).
+LIVE_GLIDES = ("truncation", "depth")
+LIVE_GLIDE_SECONDS = 0.5
+#: The window's up/down keys move the truncation by this step, never below the step itself.
+LIVE_TRUNCATION_STEP = 0.05
+#: Frames waiting in each sink's own queue before that sink drops its own frames: a preview
+#: (window, NDI) keeps its latency low, a whole stream (MP4, raw pipe) rides out a busy encoder.
+LIVE_SINK_QUEUE = 2
+LIVE_STREAM_QUEUE = 16
+#: The preview window opens at the frame size times a whole factor, its longer side this long.
+LIVE_WINDOW_SIDE = 512
+#: OSC: the addresses' prefix, and the host --osc PORT listens on (this machine only).
+OSC_PREFIX = "/dmv/"
+OSC_HOST = "127.0.0.1"
+#: NDI source names longer than this are refused.
+NDI_MAX_NAME = 200
+#: Bad control messages logged per second; the rest are counted and reported once a second.
+LIVE_REJECT_LOG_RATE = 20
 
 
 # Checks ------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ channels, resamples incrementally to 22050 Hz (``soxr.ResampleStream``: the soxr
 ``librosa.load``) and emits, per hop of ``frame_length`` samples, one noise and one class
 vector in the manner of the offline engine (:mod:`dmv_fast.vectors.trajectory`, SPEC §1-4), in
 constant memory. Features per hop are NumPy; numba kernels turn them into vectors, and
-:func:`reference_vectors` is the same algorithm as a plain per-frame loop beside them.
+:func:`dmv_fast.vectors.online_reference.reference_vectors` is the same algorithm as a plain
+per-frame loop beside them.
 
 Where it differs from the offline engine (everything else is SPEC §4 as written):
 
@@ -37,11 +38,16 @@ Where it differs from the offline engine (everything else is SPEC §4 as written
 * **Random draws**: the offline generator and order (12 candidate classes, ``nv0``, then 128
   jitter draws per 200 frames, drawn when reached): a seed gives the same classes, ``nv0`` and
   jitter online and offline.
+
+While it plays, :meth:`~OnlineTrajectory.steer` changes the settings from the next frame on
+(sensitivities, depth, jitter, truncation, the classes and their number),
+:meth:`~OnlineTrajectory.reseed` starts a new random stream and ``hold`` freezes the vectors;
+the live control surface (:mod:`dmv_fast.live.control`) drives them between pushes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -57,7 +63,6 @@ from dmv_fast.settings.choices import (
 )
 from dmv_fast.settings.options import RenderOptions
 from dmv_fast.vectors import trajectory as offline
-from dmv_fast.vectors.reference import reference_class_step
 from dmv_fast.vectors.trajectory import JITTER_PERIOD
 
 N_FFT = 2048  # mel frames, as librosa.feature.melspectrogram
@@ -191,68 +196,6 @@ def _smooth_kernel(rows, ring, count):  # pragma: no cover - compiled
                 total += ring[r, j]
             out[i, j] = total / m
     return out
-
-
-# The reference: the same algorithm as a plain per-frame loop --------------------------------
-
-
-def reference_vectors(
-    specm_raw: np.ndarray,
-    chroma: np.ndarray,
-    classes: tuple[int, ...],
-    nv0: np.ndarray,
-    jitters: np.ndarray,
-    params: OnlineParams,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The online kernels written out frame by frame with NumPy on full-width vectors.
-
-    Args:
-        specm_raw: ``[N]`` raw mean mel power per frame; ``chroma``: ``[N, 12]`` per frame.
-        classes: the ``K`` classes in rank order; ``nv0``: ``[128]`` first noise state.
-        jitters: ``[ceil(N / 200), 128]`` jitter factors.
-
-    Returns:
-        ``(noise [N, 128], class_vectors [N, 1000])`` float64 (the last ``lookahead`` frames
-        hold the final smoothing window).
-    """
-    n, k = len(specm_raw), len(classes)
-    d, ts, ps, tr = params.decay, params.tempo_scale, params.pitch_scale, params.truncation
-    lo = hi = prev = float(specm_raw[0]) if n else 0.0
-    gmax = peak = 0.0
-    means = np.zeros(N_PITCHES)
-    order = list(range(N_PITCHES))
-    nv = np.array(nv0, dtype=np.float64)
-    direction = np.where(nv < 0, 1.0, -1.0)
-    last = np.zeros(NOISE_DIM)
-    cv = np.zeros(N_IMAGENET)
-    noise, rows = [], []
-    for i in range(n):
-        x = float(specm_raw[i])
-        hi, lo, peak = max(x, x + (hi - x) * d), min(x, x + (lo - x) * d), max(peak, x)
-        g = x - prev
-        gmax, prev = max(g, gmax * d), x
-        spread = max(hi - lo, RANGE_FLOOR * peak)
-        drive = ((x - lo) / spread if spread > 0 else 0.0) + (
-            g / gmax if g > 0 and gmax > 0 else 0.0
-        )
-        update = (ts * drive * direction * jitters[i // JITTER_PERIOD] + 3 * last) / 4
-        last, nv = update, nv + update
-        direction = np.where(nv >= 2 * tr - ts, -1.0, np.where(nv < -2 * tr + ts, 1.0, direction))
-        noise.append(nv)
-        means = means * params.rank_decay + chroma[i] * (1 - params.rank_decay)
-        for r in range(1, N_PITCHES):  # one insertion pass with a margin
-            s = r
-            while s > 0 and means[order[s]] > means[order[s - 1]] * (1 + params.hysteresis):
-                order[s], order[s - 1] = order[s - 1], order[s]
-                s -= 1
-        cv = reference_class_step(cv, classes, chroma[i, order[:k]], ps, params.depth)
-        rows.append(cv)
-    sf, la = params.smooth_frames, params.lookahead
-    ends = [min(t + la, n - 1) for t in range(n)]
-    smoothed = [np.mean(rows[max(0, e - sf + 1) : e + 1], axis=0) for e in ends]
-    if n == 0:
-        return np.zeros((0, NOISE_DIM)), np.zeros((0, N_IMAGENET))
-    return np.array(noise), np.array(smoothed)
 
 
 # Features of each hop -----------------------------------------------------------------------
@@ -392,10 +335,10 @@ class OnlineTrajectory:
         )
         # Same generator and order of draws as trajectory.draw_random.
         self._gen = np.random.default_rng(self.seed)
-        drawn = tuple(int(c) for c in self._gen.choice(N_IMAGENET, MAX_CLASSES, replace=False))
-        self.classes = offline.pick_classes(options, drawn, classes)
-        self.nv0 = options.truncation * offline.truncated_normal(self._gen, NOISE_DIM)
-        self._jitter: list[np.ndarray] = []  # rows of jitter factors, from block _jitter_base
+        self.nv0 = self._draw()  # also the 12 candidate classes of the seed: self.drawn
+        self.classes = offline.pick_classes(options, self.drawn, classes)
+        self.hold = False  # True: the vectors stay where they are (the picture is frozen)
+        self._jitter: list[np.ndarray] = []  # rows of jitter draws, from block _jitter_base
         self._jitter_base = 0
         self._features = _Features(options.frame_length, chroma_fft)
         k = len(self.classes)
@@ -484,14 +427,18 @@ class OnlineTrajectory:
         drive = _drive_kernel(raw, self._drive_state, p.decay, RANGE_FLOOR)
         chroma = np.ascontiguousarray(chroma, dtype=np.float64)
         ranked = _rank_kernel(chroma, *self._rank, p.rank_decay, p.hysteresis, len(self.classes))
-        rows = offline.class_kernel(ranked, self._cv, p.pitch_scale, p.depth)[1:]  # SPEC §4
-        self._cv = rows[-1].copy()
-        smoothed = _smooth_kernel(rows, *self._smooth)
-        jit = self._jitter_rows(self._frames_in, self._frames_in + n)
-        noise = _noise_kernel(
-            drive, *self._noise, jit, self._frames_in, p.tempo_scale, p.truncation
-        )
-        self._frames_in += n
+        if self.hold:  # the analysis goes on (normalisation, ranking), the vectors stay
+            noise = np.repeat(self._noise[0][None], n, axis=0)
+            smoothed = np.repeat(self._last_weights[None], n, axis=0)
+        else:
+            rows = offline.class_kernel(ranked, self._cv, p.pitch_scale, p.depth)[1:]  # SPEC §4
+            self._cv = rows[-1].copy()
+            smoothed = _smooth_kernel(rows, *self._smooth)
+            jit = self._jitter_rows(self._frames_in, self._frames_in + n)
+            noise = _noise_kernel(
+                drive, *self._noise, jit, self._frames_in, p.tempo_scale, p.truncation
+            )
+            self._frames_in += n
         self._last_weights = smoothed[-1]
         if p.lookahead:
             # Frame t shows the window ending at t + lookahead: hold the noise back.
@@ -501,6 +448,56 @@ class OnlineTrajectory:
             smoothed = smoothed[len(smoothed) - ready :]
         self._frames_out += len(noise)
         return Step(start, noise.astype(np.float32), smoothed.astype(np.float32))
+
+    def steer(self, options: RenderOptions, classes: tuple[int, ...]) -> None:
+        """Play on with other settings from the next frame (between pushes, never during one).
+
+        Args:
+            options: the new sensitivities, depth, jitter and truncation (frame_length and
+                smooth_factor stay as they were). The noise state is scaled by the ratio of
+                the truncations, so it keeps its place within ``±2 T``.
+            classes: the classes in rank order, any ``K`` in 1..12: slot ``j`` keeps its weight
+                when its class changes; new slots start at weight 0 and rise with their pitch.
+        """
+        p = self.params
+        if (options.frame_length, options.smooth_frames) != (
+            self.options.frame_length,
+            p.smooth_frames,
+        ):
+            raise ValueError("frame_length and smooth_factor cannot change while playing")
+        ratio = options.truncation / p.truncation
+        self._noise[0][:] *= ratio
+        self._noise[2][:] *= ratio
+        o = options
+        self.params = replace(
+            p, tempo_scale=o.tempo_scale, pitch_scale=o.pitch_scale, truncation=o.truncation,
+            depth=o.depth,
+        )  # fmt: skip
+        self.options = options
+        k, grow = len(classes), max(0, len(classes) - len(self.classes))
+        if grow or k < len(self.classes):
+            ring, count = self._smooth
+            self._smooth = (np.pad(ring[:, :k], ((0, 0), (0, grow))), count)
+            self._cv = np.pad(self._cv[:k], (0, grow))
+            self._last_weights = np.pad(self._last_weights[:k], (0, grow))
+        self.classes = tuple(int(c) for c in classes)
+
+    def reseed(self, seed: int) -> None:
+        """A new random stream from the next frame: new candidate classes (:attr:`drawn`), a new
+        noise state ``truncation * truncnorm`` (a cut, not a glide) and new jitter draws."""
+        _check_int("seed", seed, 0, MAX_SEED)
+        self.seed, self._gen = int(seed), np.random.default_rng(seed)
+        nv0 = self._draw()
+        nv, direction, last = self._noise
+        nv[:], direction[:], last[:] = nv0, np.where(nv0 < 0, 1.0, -1.0), 0.0
+        self._jitter, self._jitter_base = [], self._frames_in // JITTER_PERIOD
+
+    def _draw(self) -> np.ndarray:
+        """The first draws of a seed, in the offline order: the 12 candidate classes (kept in
+        :attr:`drawn`), then the first noise state (returned)."""
+        choice = self._gen.choice(N_IMAGENET, MAX_CLASSES, replace=False)
+        self.drawn = tuple(int(c) for c in choice)
+        return self.params.truncation * offline.truncated_normal(self._gen, NOISE_DIM)
 
     def class_vectors(self, weights: np.ndarray) -> np.ndarray:
         """Full-width class vectors: ``[n, K]`` weights to ``[n, 1000]`` float32."""
@@ -519,11 +516,10 @@ class OnlineTrajectory:
         drawn from the run's generator as the stream reaches them."""
         need = (stop - 1) // JITTER_PERIOD
         while self._jitter_base + len(self._jitter) <= need:
-            self._jitter.append(
-                offline.jitter_factors(self._gen.random(NOISE_DIM), self.options.jitter)
-            )
+            self._jitter.append(self._gen.random(NOISE_DIM))
         drop = first // JITTER_PERIOD - self._jitter_base
         if drop > 0:  # blocks no frame will use again
             del self._jitter[:drop]
             self._jitter_base += drop
-        return np.stack(self._jitter[: need - self._jitter_base + 1])
+        draws = np.stack(self._jitter[: need - self._jitter_base + 1])
+        return offline.jitter_factors(draws, self.options.jitter)  # the jitter of now
