@@ -235,6 +235,12 @@ def test_preview_frames_are_the_render_frames_and_its_record_reproduces_them(
     with np.load(record_paths(video)[0]) as a, np.load(again.record) as b:
         np.testing.assert_array_equal(a["noise_vectors"], b["noise_vectors"])
         np.testing.assert_array_equal(a["class_vectors"], b["class_vectors"])
+        recorded = a["class_vectors"][:, list(shown.classes)]
+
+    # The plot of the recorded vectors: what the preview showed and the render made.
+    plotted = look.plot_song(reuse)
+    assert plotted.seed == shown.seed and plotted.data.classes == shown.classes
+    np.testing.assert_array_equal(plotted.data.class_weights, recorded)
 
 
 @pytest.mark.slow
