@@ -373,3 +373,15 @@ def test_demo_contact_sheet_reads_frames_back_from_the_video(tmp_path):
     sheet = contact_sheet(video, tmp_path / "v.png", columns=3, rows=2)
     with Image.open(sheet) as im:
         assert im.size[0] == 3 * 64 + 4 * 2 and im.size[1] > 2 * 48
+
+
+def test_at_takes_seconds_and_minutes_seconds():
+    import typer
+
+    from dmv_fast.cli.preview import parse_times
+
+    assert parse_times("10, 42.5,1:30") == [10.0, 42.5, 90.0]
+    assert parse_times(None) is None
+    for bad in ("1,,2", "1:xx", "inf", "ten"):
+        with pytest.raises(typer.BadParameter):
+            parse_times(bad)

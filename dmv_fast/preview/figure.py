@@ -236,8 +236,7 @@ def draw(data: PlotData, *, size: tuple[float, float] = FIGURE_SIZE, dpi: int = 
     ax_chroma.set_yticks(range(12), PITCH_NAMES, fontsize=7)
     ax_chroma.set_ylabel("pitch")
     ax_chroma.set_title(
-        "chromagram: the brightest pitch of each moment is 1; each class below follows one "
-        "pitch",
+        "chromagram: the brightest pitch of each moment is 1; each class below follows one pitch",
         fontsize=9,
         loc="left",
     )
