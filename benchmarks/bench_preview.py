@@ -154,8 +154,9 @@ def report(r: dict) -> str:
         "cost per frame as the pretrained ones).",
         "",
         "A fresh process per run, as typed; median wall seconds (the runs in brackets). The "
-        "1-second song gives what every run pays whatever the song (imports, librosa's and "
-        "numba's lazy set-up, fonts, the ONNX Runtime session):",
+        "1-second song gives what every run pays whatever the song's length (imports, "
+        "librosa's and numba's lazy set-up, fonts; for the preview also the ONNX Runtime "
+        f"session and its {frames} frames): the rest is the song's own analysis.",
         "",
         f"| command | {song['seconds']:g} s song | 1 s song (start-up) | the song's own part |",
         "| --- | ---: | ---: | ---: |",

@@ -385,3 +385,21 @@ def test_at_takes_seconds_and_minutes_seconds():
     for bad in ("1,,2", "1:xx", "inf", "ten"):
         with pytest.raises(typer.BadParameter):
             parse_times(bad)
+
+
+def test_plot_runs_no_model(tmp_path, song):
+    """The plot needs the analysis and the vectors only: no ONNX Runtime, no torch."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from dmv_fast.cli.app import main\n"
+        "try:\n"
+        f"    main(['plot', '--song', {str(song)!r}, '-o', {str(tmp_path / 's.png')!r}, '-q'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "print(','.join(m for m in ('onnxruntime', 'torch', 'dmv_fast_export') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", out.stdout
+    assert (tmp_path / "s.png").is_file()
