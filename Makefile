@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH)"
-	$(PIP) install -q -e ".[cpu,export,dev,ray,osc,window,ndi]"
+	$(PIP) install -q -e ".[cpu,export,dev,ray,plot,osc,window,ndi]"
 	touch $(STAMP)
 
 demo: setup

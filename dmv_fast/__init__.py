@@ -27,6 +27,9 @@ _EXPORTS = {
     "render": "dmv_fast.render.api",
     "render_many": "dmv_fast.render.segmented",
     "render_segmented": "dmv_fast.render.segmented",
+    "PlotData": "dmv_fast.preview.figure",
+    "plot_song": "dmv_fast.render.preview",
+    "preview_song": "dmv_fast.render.preview",
 }
 
 __all__ = [
@@ -36,12 +39,15 @@ __all__ = [
     "ModelSpec",
     "OnlineTrajectory",
     "Plan",
+    "PlotData",
     "RenderOptions",
     "Vectors",
     "Visualizer",
     "__version__",
     "analyze",
     "compute_vectors",
+    "plot_song",
+    "preview_song",
     "render",
     "render_many",
     "render_segmented",
@@ -53,7 +59,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from dmv_fast.audio.features import AudioFeatures, analyze
     from dmv_fast.live.session import LiveSession
     from dmv_fast.model.runtime import Generator
+    from dmv_fast.preview.figure import PlotData
     from dmv_fast.render.api import Visualizer, render
+    from dmv_fast.render.preview import plot_song, preview_song
     from dmv_fast.render.segmented import render_many, render_segmented
     from dmv_fast.settings.options import RenderOptions
     from dmv_fast.settings.plan import Plan, resolve

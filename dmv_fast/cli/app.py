@@ -1,6 +1,7 @@
 """``dmv-fast``: the typer app and the console entry point. The commands live one per module
-(``render``, ``export``, ``batch``, ``live``, ``demo``, ``bench``); each parses, builds the
-settings, calls the library, and exits 1 with a one-line message on a handled failure."""
+(``render``, ``plot``, ``preview``, ``export``, ``batch``, ``live``, ``demo``, ``bench``);
+each parses, builds the settings, calls the library, and exits 1 with a one-line message on a
+handled failure."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from dmv_fast.cli.bench import bench
 from dmv_fast.cli.demo import demo
 from dmv_fast.cli.export import export
 from dmv_fast.cli.live import live
+from dmv_fast.cli.plot import plot
+from dmv_fast.cli.preview import preview
 from dmv_fast.cli.render import render
 from dmv_fast.cli.terminal import expand_bare_ray, expand_multi_value
 from dmv_fast.files import Interrupted, interrupts
@@ -45,7 +48,7 @@ def _main(
     """dmv-fast: the Deep Music Visualizer, fast."""
 
 
-for _command in (render, export, demo, bench, batch, live):
+for _command in (render, plot, preview, export, demo, bench, batch, live):
     app.command(_command.__name__)(_command)
 
 

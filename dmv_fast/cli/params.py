@@ -1,9 +1,11 @@
-"""The command-line options shared by ``render``, ``batch``, ``live`` and ``export``: declared
-once here, with their spellings (the original's underscores and kebab-case), choices and
-defaults read from :mod:`dmv_fast.settings`.
+"""The command-line options shared by ``render``, ``batch``, ``live``, ``export``, ``plot`` and
+``preview``: declared once here, with their spellings (the original's underscores and
+kebab-case), choices and defaults read from :mod:`dmv_fast.settings`.
 
 Each option is an ``Annotated`` type; a command declares ``name: params.Name = params.NAME``.
-:func:`model_spec` and :func:`class_indices` turn parsed values into settings.
+:func:`model_spec`, :func:`class_indices` and :func:`vector_options` turn parsed values into
+settings. The group that shapes the vectors (``Song`` ... ``UsePreviousVectors``) is what
+``plot`` and ``preview`` share with ``render``.
 """
 
 from __future__ import annotations
@@ -131,6 +133,28 @@ Duration = Annotated[
     float | None, typer.Option("--duration", help="Seconds of video (default: the whole song).")
 ]
 
+Song = Annotated[Path, typer.Option("--song", help="Audio file (mp3, wav, ogg, flac, ...).")]
+UsePreviousClasses = Annotated[
+    int,
+    typer.Option(
+        "--use-previous-classes",
+        "--use_previous_classes",
+        min=0,
+        max=1,
+        help="1: reuse the classes recorded next to the output.",
+    ),
+]
+UsePreviousVectors = Annotated[
+    int,
+    typer.Option(
+        "--use-previous-vectors",
+        "--use_previous_vectors",
+        min=0,
+        max=1,
+        help="1: reuse the vectors recorded next to the output.",
+    ),
+]
+
 # The video ---------------------------------------------------------------------------------
 
 Encoder = Annotated[EncoderChoice, typer.Option("--encoder")]
@@ -153,6 +177,13 @@ Ray = Annotated[
         "--ray",
         help="Render the segments on Ray actors: a cluster address (auto, HOST:6379, "
         "ray://HOST:10001) or local; a bare --ray means local.",
+    ),
+]
+
+Plot = Annotated[
+    bool,
+    typer.Option(
+        "--plot", help="Also write NAME.plot.png, the plot of the vectors (the 'plot' extra)."
     ),
 ]
 
@@ -195,3 +226,27 @@ def class_indices(classes: list[str] | None) -> tuple[int, ...] | None:
     from dmv_fast.vectors.classes import resolve_classes
 
     return resolve_classes(classes)
+
+
+def vector_options(
+    song: Path,
+    output_file: Path,
+    *,
+    classes: list[str] | None,
+    sort_classes_by_power: int,
+    use_previous_classes: int,
+    use_previous_vectors: int,
+    **values: Any,
+) -> RenderOptions:
+    """The :class:`RenderOptions` of the parsed vector options (checked there): classes by
+    index or name, the original's 0/1 flags as booleans; ``values`` are the other fields
+    (``pitch_sensitivity``, ``seed``, ...)."""
+    return RenderOptions(
+        song=str(song),
+        output_file=str(output_file),
+        classes=class_indices(classes),
+        sort_classes_by_power=bool(sort_classes_by_power),
+        use_previous_classes=bool(use_previous_classes),
+        use_previous_vectors=bool(use_previous_vectors),
+        **values,
+    )

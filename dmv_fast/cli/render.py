@@ -74,6 +74,7 @@ def render(
         ),
     ] = False,
     seed: params.Seed = None,
+    plot: params.Plot = False,
     weights: params.Weights = None,
     backend: params.Backend = params.BACKEND,
     precision: params.Precision = params.PRECISION,
@@ -117,6 +118,7 @@ def render(
             encoder=params.value(encoder),
             crf=crf,
             preset=params.value(preset),
+            plot=plot,
         )
         with ProgressBars(enabled=not quiet) as progress:
             vis = Visualizer(spec, encoder=options.encoder, workers=workers, progress=progress)

@@ -10,5 +10,7 @@
 - :mod:`~dmv_fast.render.record`, :mod:`~dmv_fast.render.preflight`: the record beside the
   video, the checks before any work.
 - :mod:`~dmv_fast.render.api`: :class:`Visualizer` and :func:`render`, the front.
+- :mod:`~dmv_fast.render.preview`: the plot of a song's vectors and a preview sheet of the
+  frames a render makes, before it runs.
 - :mod:`~dmv_fast.render.demo`: the demo render and its contact sheet.
 """

@@ -34,23 +34,26 @@ def pretrained_or_random(resolution: int = 128) -> tuple[str | None, str]:
 
 
 def contact_sheet(video: Path, sheet: Path, columns: int = 4, rows: int = 3) -> Path:
-    """Read evenly spaced frames back from ``video`` and tile them into a PNG."""
+    """Read evenly spaced frames back from ``video`` and tile them, each labelled with its
+    time, into a PNG (:func:`dmv_fast.preview.sheet.tile`)."""
     import av
-    from PIL import Image
+
+    from dmv_fast.files import atomic_write
+    from dmv_fast.preview.sheet import image_bytes, tile, time_label
 
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
+        fps = float(stream.average_rate or 1)
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
     if not frames:
         raise RuntimeError(f"{video} has no video frames")
     picks = np.linspace(0, len(frames) - 1, columns * rows).round().astype(int)
-    h, w, _ = frames[0].shape
-    grid = Image.new("RGB", (columns * w, rows * h))
-    for k, idx in enumerate(picks):
-        grid.paste(Image.fromarray(frames[idx]), ((k % columns) * w, (k // columns) * h))
-    from dmv_fast.files import atomic_write
-
-    atomic_write(sheet, lambda f: grid.save(f, format="PNG"))
+    grid = tile(
+        [frames[k] for k in picks],
+        columns=columns,
+        labels=[time_label(k / fps, int(k)) for k in picks],
+    )
+    atomic_write(sheet, image_bytes(grid))
     return sheet
 
 

@@ -37,21 +37,19 @@ class RenderResult:
     encoder: str
     plan: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: ``NAME.plot.png`` when the render drew the plot of its vectors (``plot``).
+    plot: Path | None = None
 
 
 def video_frame_count(n_feature_frames: int, options: RenderOptions) -> int:
     """Frames in the video: every feature frame, or exactly ``--duration`` seconds of them."""
-    if options.duration is None:
-        return n_feature_frames
-    wanted = round(options.duration * options.fps)
-    if wanted > n_feature_frames:
+    if options.duration is not None and round(options.duration * options.fps) > n_feature_frames:
         logger.warning(
             "--duration %.3g s is longer than the song (%.3f s): rendering the whole song",
             options.duration,
             n_feature_frames / options.fps,
         )
-        return n_feature_frames
-    return max(1, wanted)
+    return options.video_frames(n_feature_frames)
 
 
 @dataclass

@@ -89,6 +89,10 @@ def preflight(options: RenderOptions, *, overwrite: bool) -> AudioInfo:
     ``-s`` (save only) needs no song analysis but still muxes the song's audio, so the song
     is checked in every mode.
     """
+    if options.plot:  # NAME.plot.png needs the optional matplotlib
+        from dmv_fast.preview.figure import require_matplotlib
+
+        require_matplotlib()
     info = check_song(options.song)
     check_output(Path(options.output_file), overwrite, Path(options.song))
     return info

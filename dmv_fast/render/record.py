@@ -2,8 +2,9 @@
 
 ``NAME.mp4`` gets ``NAME.dmv.npz`` (``class_vectors [F, 1000]``, ``noise_vectors [F, 128]`` for
 the whole song, ``classes`` in pitch-rank order) and ``NAME.dmv.json`` (settings, seed, song,
-package version). ``--use_previous_vectors`` / ``--use_previous_classes`` read them back; a
-record made from another song or frame length is refused.
+package version), and with ``plot`` the plot of the vectors, ``NAME.plot.png``.
+``--use_previous_vectors`` / ``--use_previous_classes`` read them back; a record made from
+another song or frame length is refused.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ import numpy as np
 
 from dmv_fast.audio.features import AudioFeatures
 from dmv_fast.files import publish, sha256_file, temporary_name
-from dmv_fast.settings.choices import N_IMAGENET, NOISE_DIM, SAMPLE_RATE
+from dmv_fast.settings.choices import N_IMAGENET, NOISE_DIM, PITCH_NAMES, SAMPLE_RATE
 from dmv_fast.settings.options import RenderOptions
 from dmv_fast.vectors.trajectory import Vectors
 
 RECORD_FORMAT = "dmv-fast-record"
 RECORD_VERSION = 1
-PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
 def record_paths(output_file: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -35,6 +35,13 @@ def record_paths(output_file: str | os.PathLike[str]) -> tuple[Path, Path]:
     out = Path(output_file)
     stem = out.stem if out.suffix else out.name
     return out.with_name(stem + ".dmv.npz"), out.with_name(stem + ".dmv.json")
+
+
+def plot_path(output_file: str | os.PathLike[str]) -> Path:
+    """``NAME.plot.png`` beside ``NAME.mp4``: the plot a render with ``plot`` writes."""
+    out = Path(output_file)
+    stem = out.stem if out.suffix else out.name
+    return out.with_name(stem + ".plot.png")
 
 
 def _song_size(song: str) -> int | None:
@@ -107,6 +114,7 @@ def stage_record(
     song_hash: str | None = None,
     *,
     plan: dict[str, Any] | None = None,
+    preview: str | os.PathLike[str] | None = None,
 ) -> StagedRecord:
     """Write the record of a run to temporaries beside ``output_file``, ready to publish.
 
@@ -117,6 +125,10 @@ def stage_record(
         features: the song's features (its length and frame length identify it).
         song_hash: the song file's SHA-256 when the caller has it (else computed here).
         plan: the resolved plan the frames were made with (:meth:`Plan.to_dict`).
+        preview: the preview sheet these vectors made, named in the record.
+
+    With ``options.plot`` the plot of the vectors (:mod:`dmv_fast.preview.figure`) is staged
+    too, as ``NAME.plot.png``, and the record names it.
 
     Returns:
         The staged record; nothing is under a final name until its ``publish()``.
@@ -157,6 +169,10 @@ def stage_record(
         "settings": settings,
         "plan": plan,
     }
+    if options.plot:
+        meta["plot"] = plot_path(output_file).name
+    if preview is not None:
+        meta["preview"] = os.path.relpath(preview, npz_path.parent)
 
     def write_npz(f: Any) -> None:
         np.savez_compressed(
@@ -171,9 +187,17 @@ def stage_record(
     def write_json(f: Any) -> None:
         f.write((json.dumps(meta, indent=2) + "\n").encode("utf-8"))
 
+    def write_plot(f: Any) -> None:
+        from dmv_fast.preview.figure import draw, figure_bytes, plot_data
+
+        f.write(figure_bytes(draw(plot_data(features, vectors, options)), "png"))
+
+    files = [(npz_path, write_npz), (json_path, write_json)]
+    if options.plot:
+        files.append((plot_path(output_file), write_plot))
     pairs: list[tuple[Path, Path]] = []
     try:
-        for dest, write in ((npz_path, write_npz), (json_path, write_json)):
+        for dest, write in files:
             tmp = temporary_name(dest)
             pairs.append((tmp, dest))
             with open(tmp, "xb") as f:

@@ -28,7 +28,7 @@ from dmv_fast.render.engine import Engine, ProgressCallback, no_progress
 from dmv_fast.render.folders import SegmentFolder, segments_folder, vectors_identity
 from dmv_fast.render.job import RenderResult, SongJob, prepare
 from dmv_fast.render.preflight import preflight
-from dmv_fast.render.record import write_record
+from dmv_fast.render.record import plot_path, write_record
 from dmv_fast.render.workers import LocalPool, SegmentTask, WorkerModel
 from dmv_fast.settings.choices import count_or_none
 from dmv_fast.settings.options import RenderOptions
@@ -184,6 +184,7 @@ def _finish(job: _Job, keep_segments: bool, overwrite: bool) -> RenderResult:
         encoder="x264",
         plan=job.plan.to_dict(),
         timings=job.timings,
+        plot=plot_path(job.output) if options.plot else None,
     )
 
 

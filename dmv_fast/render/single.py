@@ -21,7 +21,7 @@ from dmv_fast.render.engine import Engine, ProgressCallback, overlapped
 from dmv_fast.render.folders import FrameStore, frames_folder, frames_manifest
 from dmv_fast.render.job import RenderResult, prepare
 from dmv_fast.render.preflight import preflight
-from dmv_fast.render.record import song_sha256, stage_record
+from dmv_fast.render.record import plot_path, song_sha256, stage_record
 from dmv_fast.settings.options import RenderOptions
 from dmv_fast.settings.plan import Plan
 from dmv_fast.video.writer import VideoWriter
@@ -99,6 +99,7 @@ def render_single(
         encoder=encoder,
         plan=plan.to_dict(),
         timings=timings,
+        plot=plot_path(output) if options.plot else None,
     )
 
 

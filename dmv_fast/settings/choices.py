@@ -18,6 +18,8 @@ SAMPLE_RATE = 22050
 #: Pitch classes of the chromagram; one ImageNet class per pitch at most.
 N_PITCHES = 12
 MAX_CLASSES = N_PITCHES
+#: The chromagram's rows, in order.
+PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 #: ImageNet classes: the length of a class vector.
 N_IMAGENET = 1000
 #: BigGAN-deep's noise vector length.
@@ -52,6 +54,10 @@ X264_PRESETS = (
 )
 #: Container format for each accepted output suffix.
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+#: Image formats of the plot of a song's vectors, by suffix (matplotlib's format names).
+PLOT_FORMATS = {".png": "png", ".svg": "svg"}
+#: Image formats of a preview sheet, by suffix (PIL's format names).
+SHEET_FORMATS = {".png": "PNG"}
 
 # Defaults and ranges -----------------------------------------------------------------------
 
@@ -99,6 +105,9 @@ OSC_HOST = "127.0.0.1"
 NDI_MAX_NAME = 200
 #: Bad control messages logged per second; the rest are counted and reported once a second.
 LIVE_REJECT_LOG_RATE = 20
+#: Frames of a preview sheet: the default count and the most one sheet holds.
+PREVIEW_FRAMES = 12
+MAX_PREVIEW_FRAMES = 100
 
 
 # Checks ------------------------------------------------------------------------------------

@@ -71,6 +71,9 @@ class RenderOptions:
     encoder: str = "auto"
     crf: int = 20
     preset: str = "veryfast"
+    # Also write ``NAME.plot.png`` (the plot of the vectors) beside the video; the record
+    # names it.
+    plot: bool = False
 
     def __post_init__(self) -> None:
         # Normalise containers and paths so the options stay hashable and comparable.
@@ -124,6 +127,13 @@ class RenderOptions:
         if self.smooth_factor > 1:
             return int(self.smooth_factor * 512 / self.frame_length)
         return 1
+
+    def video_frames(self, n_feature_frames: int) -> int:
+        """Frames of the video for a song of ``n_feature_frames`` feature frames: all of them,
+        or exactly ``duration`` seconds (at least 1, at most all)."""
+        if self.duration is None:
+            return n_feature_frames
+        return max(1, min(n_feature_frames, round(self.duration * self.fps)))
 
     @property
     def container(self) -> str:
@@ -194,6 +204,6 @@ class RenderOptions:
             )
         int_in("crf", self.crf, 0, MAX_CRF)
         object.__setattr__(self, "preset", choice("preset", self.preset, X264_PRESETS))
-        for name in ("use_disk", "save_only"):
+        for name in ("use_disk", "save_only", "plot"):
             if not isinstance(getattr(self, name), bool):
                 raise invalid(name, getattr(self, name), "True or False")
