@@ -81,6 +81,9 @@ def render(
     crf: params.Crf = params.CRF,
     preset: params.Preset = params.PRESET,
     pixels: params.Pixels = params.PIXELS,
+    aspect: params.Aspect = None,
+    size: params.Size = None,
+    fill: params.Fill = params.FILL,
     overwrite: params.Overwrite = False,
     workers: params.Workers = None,
     ray: params.Ray = None,
@@ -93,7 +96,7 @@ def render(
     setup_logging(verbose, quiet)
     with one_line_errors(writing=output_file):
         spec = params.model_spec(
-            resolution, weights, backend, precision, batch_size, scaling, pixels
+            resolution, weights, backend, precision, batch_size, scaling, pixels, aspect, size, fill
         )
         options = RenderOptions(
             song=str(song),
