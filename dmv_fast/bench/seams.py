@@ -112,7 +112,10 @@ def stretch_score(frames: np.ndarray, square: np.ndarray, null: bool = False) ->
     from the same vectors (``null``: with the next frame's)."""
     height, width = square.shape[1:3]
     small = np.stack(
-        [np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.BICUBIC)) for f in frames]
+        [
+            np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.BICUBIC))
+            for f in frames
+        ]
     )
     a, b = content(small), content(square)
     if null:
@@ -124,7 +127,10 @@ def stretched(square: np.ndarray, frame: tuple[int, int]) -> np.ndarray:
     """The square frames stretched to ``frame`` (a simple way, for comparison)."""
     height, width = frame
     return np.stack(
-        [np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.LANCZOS)) for f in square]
+        [
+            np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.LANCZOS))
+            for f in square
+        ]
     )
 
 

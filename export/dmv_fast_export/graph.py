@@ -151,9 +151,7 @@ class _Generator:
             coordinate_transformation_mode="asymmetric",
         )  # fmt: skip
 
-    def interleave(
-        self, phases: list[str], channels: int, size: tuple[int, int], base: str
-    ) -> str:
+    def interleave(self, phases: list[str], channels: int, size: tuple[int, int], base: str) -> str:
         """Four ``[B, C, h, w]`` phase maps -> ``[B, C, 2h, 2w]``, pixel (2m+i, 2n+j) from
         phase (i, j): DepthToSpace's result, by concatenations that copy whole rows (ONNX
         Runtime's DepthToSpace is a slow single-threaded shuffle)."""

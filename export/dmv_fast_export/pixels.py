@@ -59,6 +59,8 @@ def lanczos_matrix(
         divided by ``2**22`` (exact in float32).
     """
     start, stop = (0.0, float(in_size)) if box is None else box
+    # PIL keeps the box in C floats (float32): round it the same way.
+    start, stop = float(np.float32(start)), float(np.float32(stop))
     scale = (stop - start) / out_size
     filterscale = max(scale, 1.0)
     support = _LANCZOS_SUPPORT * filterscale
