@@ -118,6 +118,10 @@ def test_wide_graph_pieces(tiny):
     np.testing.assert_allclose(tiles[:, canvas.own], own, atol=1e-5)
     square = build_graph(folded, 2)
     assert not [n for n in square.graph.node if n.name.startswith("canvas.")]
+    # A square frame is the square graph whatever the fill says.
+    for fill in ("wide", "crop", "pad"):
+        same = build_graph(folded, 2, frame=(R, R), fill=fill)
+        assert same.SerializeToString() == square.SerializeToString()
     assert [d.dim_value for d in square.graph.output[0].type.tensor_type.shape.dim] == [2, R, R, 3]
 
 

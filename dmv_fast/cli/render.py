@@ -125,9 +125,10 @@ def render(
             vis = Visualizer(spec, encoder=options.encoder, workers=workers, progress=progress)
             result = vis.render(options, overwrite=overwrite, workers=workers, ray_address=ray)
     logger.info(
-        "wrote %s: %d frames at %s fps, seed %d, classes %s",
+        "wrote %s: %d frames of %s at %s fps, seed %d, classes %s",
         result.output,
         result.frames,
+        spec.shape.describe(),
         f"{float(result.fps):.6g}",
         result.seed,
         " ".join(map(str, result.classes)),

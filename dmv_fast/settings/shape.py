@@ -160,9 +160,10 @@ class FrameShape:
     def describe(self) -> str:
         """One line: ``"1280x720 (wide: the generator paints 512x896)"``."""
         what = f"{format_size(self.frame)}"
-        if self.square and not self.resampled:
+        if not self.resampled:
             return what
-        return f"{what} ({self.fill}: the generator paints {format_size(self.native)})"
+        fill = "" if self.square else f"{self.fill}: "
+        return f"{what} ({fill}the generator paints {format_size(self.native)})"
 
 
 def shape_of(resolution: int, frame: tuple[int, int], fill: str) -> FrameShape:

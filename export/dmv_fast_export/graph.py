@@ -365,9 +365,13 @@ class _Generator:
             y = self.cast(y, _F32, "image32")
         return y
 
-    def pixels(self, x: str, pixels: str, tail: FrameTail) -> str:
+    def pixels(self, x: str, pixels: str, tail: FrameTail | int) -> str:
         """float32 ``[B, 3, h, w]`` -> uint8 ``[B, H, W, 3]`` (SPEC §5, then the frame's
-        size and fill: :func:`dmv_fast_export.pixels.frame_tail`)."""
+        size and fill: :func:`dmv_fast_export.pixels.frame_tail`; an integer is the
+        ``--scaling`` of a square picture)."""
+        if isinstance(tail, int):
+            side = self.f.resolution
+            tail = frame_tail(shape_of(side, (side * tail, side * tail), "wide"))
         g = self.g
         if pixels == "stretch":
             lo = g.op("ReduceMin", [x, g.ints(1, 2, 3)], "stretch.min", keepdims=1)
