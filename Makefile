@@ -31,6 +31,7 @@ bench: setup
 	$(PY) benchmarks/bench_analysis.py
 	$(PY) benchmarks/macs.py
 	$(PY) benchmarks/bench_generator.py
+	$(PY) benchmarks/bench_aspect.py
 	$(VENV)/bin/dmv-fast bench
 
 lint: setup

@@ -17,6 +17,8 @@ Whatever is missing (no GPU, no onnxruntime-gpu, no exporter, no librosa/PyAV) i
 with the reason. The JSON (OUTDIR/gpu_check.json) is rewritten after every step, so a run cut
 short still leaves what it measured; a short table is printed last (also gpu_check.md).
 ``--quick`` runs a small version (128 px, short song) that also works on a CPU-only machine.
+``--aspect 16:9`` (or ``--size WxH``, ``--fill``) runs every check at that frame instead of the
+square one: the wide canvas's parity, frames/s and end to end on the GPU.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ for extra in (ROOT, ROOT / "export"):
         sys.path.insert(0, str(extra))
 
 from dmv_fast import bench  # noqa: E402
+
+#: The frame of every check (``--aspect``, ``--size``, ``--fill``); None: square.
+SHAPE: dict[str, Any] | None = None
 
 MODULES = (
     "numpy",
@@ -94,7 +99,7 @@ def _visualizer(resolution: int, backend_name: str, batch: int, plan: Any = None
     bench.Unavailable when the plan says it cannot run here or the session settled
     elsewhere)."""
     if plan is None:
-        plan = bench.prepare_row(backend_name, resolution, batch)
+        plan = bench.prepare_row(backend_name, resolution, batch, shape=SHAPE)
     if plan is None:
         raise bench.Unavailable(f"{backend_name} does not run on ONNX Runtime")
     from dmv_fast.render.api import Visualizer
@@ -177,7 +182,7 @@ def end_to_end(check: Check, resolution: int, seconds: float, batch: int) -> Non
     chosen = plan = None
     for name in ("ort-cuda-fp16", "ort-cpu"):
         try:
-            plan = bench.prepare_row(name, resolution, batch)  # the plan; the graph exported
+            plan = bench.prepare_row(name, resolution, batch, shape=SHAPE)  # the graph exported
         except bench.Unavailable as exc:
             check.report.setdefault("e2e_notes", []).append(f"{name}: {exc}")
             continue
@@ -243,7 +248,7 @@ def throughput(
                     row.update(status="skipped", reason="out of time")
                 else:
                     log(f"timing {name} {res} px batch {batch}")
-                    row = bench.measure_row(name, res, batch, budget).to_dict()
+                    row = bench.measure_row(name, res, batch, budget, shape=SHAPE).to_dict()
                     row.pop("e2e", None)
                     if name == "torch":
                         with contextlib.suppress(Exception):
@@ -312,7 +317,13 @@ def main() -> int:
     parser.add_argument(
         "--backends", default="ort-cuda-fp16,ort-cuda-fp32,torch,ort-cpu,ort-trt-fp16"
     )
+    parser.add_argument("--aspect", default=None, help="frame aspect W:H (default square)")
+    parser.add_argument("--size", default=None, help="exact frame size WxH")
+    parser.add_argument("--fill", default="wide", help="wide, crop or pad")
     args = parser.parse_args()
+    global SHAPE
+    if args.aspect or args.size:
+        SHAPE = {"aspect": args.aspect, "size": args.size, "fill": args.fill}
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
     q = args.quick
@@ -355,6 +366,7 @@ def main() -> int:
         "backends": backends,
         "weights": "random",
         "truncation": bench.TRUNCATION,
+        "shape": SHAPE,
     }
     check.save()
     log(f"device: {check.report['environment']['device']}")

@@ -24,14 +24,14 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from dmv_fast_export.fold import fold
 from dmv_fast_export.graph import build_graph
 from dmv_fast_export.weights import standard_config
-from onnx import shape_inference
 from pytorch_pretrained_biggan import BigGAN
+
+from dmv_fast.bench.measure import count_macs
 
 RESOLUTIONS = (128, 256, 512)
 
@@ -77,22 +77,7 @@ def count_torch(model: BigGAN) -> dict[str, int]:
 
 def count_onnx(model: onnx.ModelProto, batch: int) -> dict[str, int]:
     """MACs per frame of the Conv / MatMul / Gemm nodes of a graph with static shapes."""
-    inferred = shape_inference.infer_shapes(model, strict_mode=True)
-    shapes: dict[str, list[int]] = {}
-    for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
-        shapes[v.name] = [d.dim_value for d in v.type.tensor_type.shape.dim]
-    for t in inferred.graph.initializer:
-        shapes[t.name] = list(t.dims)
-    counts = {"conv": 0, "matmul": 0}
-    for node in inferred.graph.node:
-        if node.op_type == "Conv":
-            w = shapes[node.input[1]]
-            counts["conv"] += int(np.prod(shapes[node.output[0]])) * w[1] * w[2] * w[3]
-        elif node.op_type in ("MatMul", "Gemm"):
-            a = shapes[node.input[0]]
-            k = a[-1] if node.op_type == "MatMul" else a[1]
-            counts["matmul"] += int(np.prod(shapes[node.output[0]])) * k
-    return {k: v // batch for k, v in counts.items()}
+    return count_macs(model, batch)
 
 
 def measure(resolution: int) -> dict[str, float]:

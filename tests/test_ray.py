@@ -180,3 +180,19 @@ def test_ray_address_renders_through_the_library_entry_point(
     assert ray.is_initialized()  # the driver's own Ray session is left as it was
     assert result.frames == probe(tmp_path / "v.mp4").frames
     _assert_same_video(tmp_path / "v.mp4", _reference(opts, spec, tmp_path))
+
+
+def test_a_tall_frame_renders_on_ray_actors_like_one_process(
+    cluster, tiny_weights, make_song, tmp_path
+):
+    """The frame's shape travels with the plan to the actors: 9:16 on Ray is the one-process
+    9:16 video, frame for frame."""
+    from dmv_fast.render.segmented import render_segmented
+
+    song = make_song("song.wav", seconds=2.0, rate=22050, channels=1)
+    opts = _opts(song, tmp_path / "tall.mp4")
+    spec = dataclasses.replace(_spec(tiny_weights), aspect="9:16")
+    result = render_segmented(opts, spec, ray_address="auto", segment_frames=8)
+    video = probe(tmp_path / "tall.mp4")
+    assert video.decoded.shape[1:] == (228, 128, 3) and result.frames == video.frames
+    _assert_same_video(tmp_path / "tall.mp4", _reference(opts, spec, tmp_path))

@@ -103,6 +103,7 @@ class Settings:
     seconds: float
     song_seconds: float
     e2e_limit: float
+    shape: dict[str, Any] | None = None
 
     def grid(self) -> list[tuple[str, int, int]]:
         """(backend, resolution, batch) of every row, in the order they are measured."""
@@ -119,6 +120,7 @@ def check_settings(
     song_seconds: float,
     e2e_limit: float = E2E_LIMIT,
     weights: str = RANDOM,
+    shape: dict[str, Any] | None = None,
 ) -> Settings:
     """The settings of :func:`run_bench`, checked (``ValueError`` naming the bad one)."""
     if not resolutions:
@@ -146,6 +148,15 @@ def check_settings(
         raise ValueError(
             f"weights {weights!r} is neither one of {', '.join(FULL_SIZE)} nor an existing path"
         )
+    shape = {k: v for k, v in (shape or {}).items() if v is not None} or None
+    if shape:
+        from dmv_fast.settings.spec import ModelSpec
+
+        unknown = sorted(set(shape) - {"aspect", "size", "fill"})
+        if unknown:
+            raise ValueError(f"unknown frame setting(s): {', '.join(unknown)}")
+        for r in resolutions:
+            ModelSpec(resolution=r, **shape)  # a bad aspect, size or fill fails here, once
     return Settings(
         list(dict.fromkeys(backends)),
         list(dict.fromkeys(resolutions)),
@@ -153,6 +164,7 @@ def check_settings(
         float(seconds),
         float(song_seconds),
         float(e2e_limit),
+        shape,
     )
 
 
@@ -167,6 +179,7 @@ def run_bench(
     isolate: bool = True,
     e2e_limit: float = E2E_LIMIT,
     weights: str = "random",
+    shape: dict[str, Any] | None = None,
 ) -> str:
     """Benchmark every backend x resolution x batch size and write the results.
 
@@ -185,6 +198,10 @@ def run_bench(
             budgets at the measured speed is skipped; 0 renders it whatever the speed.
         weights: ``"random"`` (seeded, the full architecture: the cost per frame of the
             pretrained model), a pretrained name or a local weights folder.
+        shape: the frame of every row: ``{"aspect": "16:9", "size": None, "fill": "wide"}``
+            (:class:`~dmv_fast.settings.spec.ModelSpec` fields; None or omitted: square).
+            Rows that are not square count their multiply-adds off their own graph; the
+            torch rows are skipped.
 
     Returns:
         The markdown table (also in ``bench.md``).
@@ -193,7 +210,7 @@ def run_bench(
         ValueError: a bad setting, before any work (nothing is written).
     """
     settings = check_settings(
-        resolutions, batch_sizes, backends, seconds, song_seconds, e2e_limit, weights
+        resolutions, batch_sizes, backends, seconds, song_seconds, e2e_limit, weights, shape
     )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,6 +233,7 @@ def run_bench(
                 workdir=Path(tmp),
                 e2e_limit=settings.e2e_limit,
                 weights=weights,
+                shape=settings.shape,
             )
             log_row(row)
             rows.append(row)
@@ -233,6 +251,7 @@ def run_bench(
         "frame_length": FRAME_LENGTH,
         "encoder": "x264",
         "isolated_rows": isolate,
+        "shape": settings.shape,
     }
     (out / "bench.json").write_text(
         json.dumps({"environment": env, "settings": record, "rows": data}, indent=2) + "\n"

@@ -88,3 +88,47 @@ def call_stats(times: list[float], batch: int) -> dict[str, Any]:
         "call_ms_p99": round(1000 * percentile(times, 99), 3),
         "calls": len(times),
     }
+
+
+def count_macs(model: Any, batch: int) -> dict[str, int]:
+    """Multiply-accumulates per frame of a graph's Conv, MatMul and Gemm nodes.
+
+    Args:
+        model: an ``onnx.ModelProto`` with static shapes (its large weights may be left out:
+            shape inference needs only their shapes).
+        batch: the graph's static batch.
+
+    Returns:
+        ``{"conv": ..., "matmul": ...}``, multiply-accumulates per frame.
+    """
+    from onnx import shape_inference
+
+    inferred = shape_inference.infer_shapes(model, strict_mode=True)
+    shapes: dict[str, list[int]] = {}
+    for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        shapes[v.name] = [d.dim_value for d in v.type.tensor_type.shape.dim]
+    for t in inferred.graph.initializer:
+        shapes[t.name] = list(t.dims)
+    counts = {"conv": 0, "matmul": 0}
+    for node in inferred.graph.node:
+        if node.op_type == "Conv":
+            w = shapes[node.input[1]]
+            counts["conv"] += int(np.prod(shapes[node.output[0]])) * w[1] * w[2] * w[3]
+        elif node.op_type in ("MatMul", "Gemm"):
+            a = shapes[node.input[0]]
+            k = a[-1] if node.op_type == "MatMul" else a[1]
+            counts["matmul"] += int(np.prod(shapes[node.output[0]])) * k
+    return {k: v // batch for k, v in counts.items()}
+
+
+def graph_gmac(path: Any) -> float:
+    """Multiply-accumulates per frame (GMAC) of an exported graph file (:func:`count_macs`;
+    the weights' bytes are not read)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for t in model.graph.initializer:  # shapes are enough; drop the bytes of large weights
+        if t.data_type != onnx.TensorProto.INT64 and len(t.raw_data) > 4096:
+            t.raw_data = b""
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
+    return round(sum(count_macs(model, batch).values()) / 1e9, 2)

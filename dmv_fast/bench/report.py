@@ -61,9 +61,12 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             continue
         e2e = row.get("e2e") or {}
         fraction = row.get("sgemm_fraction")
+        frame = row.get("frame_size")
+        fill = (row.get("plan") or {}).get("fill")
+        res = row["resolution"]
         cells = [
             row["backend"],
-            row["resolution"],
+            f"{res} → {frame[1]}x{frame[0]}{f' {fill}' if fill else ''}" if frame else res,
             row["batch_size"],
             _fmt(row["frames_per_s"], 2),
             _fmt(row["call_ms_p50"]),
@@ -91,6 +94,7 @@ def command_line(settings: dict[str, Any]) -> str:
         f" --batch-sizes {','.join(map(str, settings['batch_sizes']))}"
         f" --backends {','.join(settings['backends'])} --seconds {settings['seconds']:g}"
         f" --song-seconds {settings['song_seconds']:g}"
+        + "".join(f" --{k} {v}" for k, v in (settings.get("shape") or {}).items())
     )
 
 

@@ -75,6 +75,9 @@ class Unavailable(Exception):
 class Row:
     """One measured (or skipped, or failed) row of ``dmv-fast bench``.
 
+    ``frame_size``: ``[height, width]`` of a frame that is not the square native picture
+    (``--aspect``, ``--size``), with ``shape`` its description; None for a square render.
+
     Times in milliseconds, memory in MiB, throughput in frames per second. ``plan`` is the
     resolved plan's :meth:`~dmv_fast.settings.plan.Plan.to_dict` (for torch rows: the same keys, with
     ``backend`` ``"torch-cpu"``/``"torch-cuda"``); ``e2e`` the end-to-end render's figures
@@ -86,6 +89,7 @@ class Row:
     resolution: int
     batch_size: int
     status: Status = "ok"
+    frame_size: list[int] | None = None
     reason: str = ""
     plan: dict[str, Any] | None = None
     providers: list[str] | None = None
@@ -107,11 +111,13 @@ class Row:
         """The row as written to ``bench.json``: every field for an ``ok`` row; backend,
         resolution, batch, status, reason (and the plan when known) otherwise."""
         data = dataclasses.asdict(self)
+        if self.frame_size is None:  # square rows read as they always did
+            del data["frame_size"]
         if self.status == "ok":
             del data["reason"]
             return data
-        keep = ("backend", "resolution", "batch_size", "status", "reason")
-        short = {k: data[k] for k in keep}
+        keep = ("backend", "resolution", "batch_size", "frame_size", "status", "reason")
+        short = {k: data[k] for k in keep if k in data}
         if self.plan is not None:
             short["plan"] = self.plan
         return short
@@ -127,11 +133,19 @@ def first_line(exc: BaseException) -> str:
 # Planning
 
 
-def backend_plan(name: str, resolution: int, batch: int, weights: str = RANDOM) -> Plan | None:
+def backend_plan(
+    name: str,
+    resolution: int,
+    batch: int,
+    weights: str = RANDOM,
+    shape: dict[str, Any] | None = None,
+) -> Plan | None:
     """The resolved plan of an ONNX Runtime row (``None`` for torch eager).
 
     ``weights``: ``"random"`` (the full architecture, seeded), a pretrained name or a local
     folder (a small model keeps the tests short); the torch rows run ``"random"`` only.
+    ``shape``: the frame's ``aspect``, ``size`` and ``fill`` (:class:`ModelSpec` fields);
+    the torch rows paint square frames only.
 
     Raises:
         Unavailable: the row cannot run here: a missing package, a backend that
@@ -139,7 +153,10 @@ def backend_plan(name: str, resolution: int, batch: int, weights: str = RANDOM) 
             or precision than the row names.
     """
     kind = BACKENDS[name]
+    shape = {k: v for k, v in (shape or {}).items() if v is not None}
     if kind.backend is None:
+        if any(k != "fill" for k in shape):
+            raise Unavailable("the original's way (torch eager) paints square frames only")
         if weights != RANDOM:
             raise Unavailable(f"the torch rows run the {RANDOM!r} weights only, not {weights!r}")
         for module in ("torch", "pytorch_pretrained_biggan"):
@@ -154,7 +171,7 @@ def backend_plan(name: str, resolution: int, batch: int, weights: str = RANDOM) 
 
     if kind.precision not in GRAPH_PRECISIONS:
         raise Unavailable(f"this dmv-fast exports no {kind.precision} graphs")
-    spec = ModelSpec(resolution, weights, kind.backend, kind.precision, batch)
+    spec = ModelSpec(resolution, weights, kind.backend, kind.precision, batch, **shape)
     try:
         plan = resolve(spec, encoder="x264", workers=1)
     except ValueError as exc:
@@ -172,14 +189,20 @@ def _check_settled(name: str, plan: Plan) -> None:
         )
 
 
-def prepare_row(name: str, resolution: int, batch: int, weights: str = RANDOM) -> Plan | None:
+def prepare_row(
+    name: str,
+    resolution: int,
+    batch: int,
+    weights: str = RANDOM,
+    shape: dict[str, Any] | None = None,
+) -> Plan | None:
     """Plan a row and export its graph (in this process, before anything is measured).
 
     Raises:
         Unavailable: see :func:`backend_plan`; or the graph is not cached and torch, which
             exports it, is not installed.
     """
-    plan = backend_plan(name, resolution, batch, weights)
+    plan = backend_plan(name, resolution, batch, weights, shape)
     if plan is None:
         return None
     from dmv_fast.model import cache as models

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
 from dmv_fast.bench.e2e import E2E_LIMIT, e2e_row
 from dmv_fast.bench.machine import OtherLoad, PeakRSS, peak_fraction, sgemm_peak
-from dmv_fast.bench.measure import call_stats, time_calls
+from dmv_fast.bench.measure import call_stats, graph_gmac, time_calls
 from dmv_fast.bench.rows import (
     BACKENDS,
     FULL_SIZE,
@@ -35,6 +36,7 @@ def measure_row(
     workdir: Path | None = None,
     e2e_limit: float | None = None,
     weights: str = RANDOM,
+    shape: dict[str, Any] | None = None,
 ) -> Row:
     """Plan, build and time one row in this process, then its end-to-end render.
 
@@ -46,11 +48,16 @@ def measure_row(
             (:func:`dmv_fast.bench.e2e.e2e_row`).
         weights: see :func:`~dmv_fast.bench.rows.backend_plan`; the peak fraction needs the
             full architecture (``"random"`` or a pretrained name).
+        shape: the frame's ``aspect``, ``size`` and ``fill``
+            (:func:`~dmv_fast.bench.rows.backend_plan`): a frame that is not square counts
+            its multiply-adds off its own graph.
     """
     row = Row(name, resolution, batch)
     extra: dict[str, Any] = {}
     try:
-        plan = prepare_row(name, resolution, batch, weights)  # exports outside the memory window
+        plan = prepare_row(name, resolution, batch, weights, shape)  # exports outside the window
+        if plan is not None and plan.frame_size != (resolution, resolution):
+            row.frame_size = list(plan.frame_size)
         with PeakRSS() as rss:
             call, extra = torch_call(resolution, row) if plan is None else ort_call(name, plan, row)
             with OtherLoad() as load:
@@ -69,8 +76,14 @@ def measure_row(
         if extra.get("on_cpu"):
             assert row.frames_per_s is not None
             row.sgemm_gflops = sgemm_peak()["gflops"]  # now, under the same load
-            if weights in FULL_SIZE:
+            if weights in FULL_SIZE and plan is not None and plan.spec.shape.resampled:
+                from dmv_fast.model.cache import ensure_graph
+
+                fp32 = dataclasses.replace(plan, precision="fp32")  # int8: as many multiply-adds
+                row.gmac_per_frame = graph_gmac(ensure_graph(fp32))
+            elif weights in FULL_SIZE:
                 row.gmac_per_frame = BACKENDS[name].gmac[resolution]
+            if row.gmac_per_frame is not None:
                 row.sgemm_fraction = peak_fraction(
                     row.frames_per_s, row.gmac_per_frame, row.sgemm_gflops
                 )
@@ -106,7 +119,7 @@ def measure_isolated(name: str, resolution: int, batch: int, seconds: float, **k
 
     row = Row(name, resolution, batch)
     try:
-        prepare_row(name, resolution, batch, kwargs.get("weights", RANDOM))
+        prepare_row(name, resolution, batch, kwargs.get("weights", RANDOM), kwargs.get("shape"))
     except Unavailable as exc:
         logger.info("%s %d px batch %d: skipped (%s)", name, resolution, batch, exc)
         row.status, row.reason = "skipped", str(exc)

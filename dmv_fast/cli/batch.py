@@ -44,6 +44,9 @@ def batch(
     batch_size: params.BatchSize = params.BATCH_SIZE,
     scaling: params.Scaling = params.SCALING,
     pixels: params.Pixels = params.PIXELS,
+    aspect: params.Aspect = None,
+    size: params.Size = None,
+    fill: params.Fill = params.FILL,
     frame_length: params.FrameLength = params.FRAME_LENGTH,
     pitch_sensitivity: params.PitchSensitivity = params.PITCH_SENSITIVITY,
     tempo_sensitivity: params.TempoSensitivity = params.TEMPO_SENSITIVITY,
@@ -72,7 +75,7 @@ def batch(
         if out_dir.exists() and not out_dir.is_dir():
             raise ValueError(f"--out-dir {str(out_dir)!r} is not a folder")
         spec = params.model_spec(
-            resolution, weights, backend, precision, batch_size, scaling, pixels
+            resolution, weights, backend, precision, batch_size, scaling, pixels, aspect, size, fill
         )
         indices = params.class_indices(classes)
         options = [

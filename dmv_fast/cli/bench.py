@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from dmv_fast.cli import params
 from dmv_fast.cli.terminal import one_line_errors, setup_logging
 
 
@@ -36,6 +37,9 @@ def bench(
             help="Skip an end-to-end row that needs more than this many budgets (0: never).",
         ),
     ] = 10.0,
+    aspect: params.Aspect = None,
+    size: params.Size = None,
+    fill: params.Fill = params.FILL,
 ) -> None:
     """Benchmark the backends; writes JSON, a markdown table and a PNG plot."""
     from dmv_fast.bench import run_bench
@@ -50,5 +54,6 @@ def bench(
             seconds=seconds,
             song_seconds=song_seconds,
             e2e_limit=e2e_limit,
+            shape=params.frame(aspect, size, fill),
         )
     typer.echo(table)

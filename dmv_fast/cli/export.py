@@ -21,6 +21,9 @@ def export(
     batch_size: params.BatchSize = params.BATCH_SIZE,
     scaling: params.Scaling = params.SCALING,
     pixels: params.Pixels = params.PIXELS,
+    aspect: params.Aspect = None,
+    size: params.Size = None,
+    fill: params.Fill = params.FILL,
     output: Annotated[
         Path | None, typer.Option("--output", help="Copy the ONNX graph here too.")
     ] = None,
@@ -39,7 +42,7 @@ def export(
     setup_logging(verbose, quiet)
     with one_line_errors("no graph was cached"):
         spec = params.model_spec(
-            resolution, weights, backend, precision, batch_size, scaling, pixels
+            resolution, weights, backend, precision, batch_size, scaling, pixels, aspect, size, fill
         )
         plan = resolve(spec, encoder="x264", workers=1)
         with ProgressBars(enabled=not quiet) as progress:

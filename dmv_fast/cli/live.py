@@ -49,7 +49,12 @@ def live(
         typer.Option("--output-file", "--output_file", "-o", help="MP4 with the audio played."),
     ] = None,
     raw: Annotated[
-        bool, typer.Option("--raw", help="Raw RGB24 frames on stdout (H x W x 3 bytes each).")
+        bool,
+        typer.Option(
+            "--raw",
+            help="Raw RGB24 frames on stdout (H x W x 3 bytes each; the size is printed "
+            "on stderr at start).",
+        ),
     ] = False,
     window: Annotated[
         bool,
@@ -74,6 +79,9 @@ def live(
         float | None, typer.Option("--duration", help="Stop after this many seconds of audio.")
     ] = None,
     resolution: params.Resolution = params.LIVE_RESOLUTION,
+    aspect: params.Aspect = None,
+    size: params.Size = None,
+    fill: params.Fill = params.FILL,
     frame_length: params.FrameLength = params.LIVE_FRAME_LENGTH,
     pitch_sensitivity: params.PitchSensitivity = params.PITCH_SENSITIVITY,
     tempo_sensitivity: params.TempoSensitivity = params.TEMPO_SENSITIVITY,
@@ -145,7 +153,18 @@ def live(
                 live_ndi.load_ndi()
             if osc is not None:
                 server = OscServer(osc)  # binds now: a taken port fails before any work
-            spec = params.model_spec(resolution, weights, backend, precision, batch_size)
+            spec = params.model_spec(
+                resolution,
+                weights,
+                backend,
+                precision,
+                batch_size,
+                1,
+                "stretch",
+                aspect,
+                size,
+                fill,
+            )
             options = RenderOptions(
                 song=str(song) if song else "-",
                 pitch_sensitivity=pitch_sensitivity,
@@ -190,12 +209,19 @@ def live(
             if ndi is not None:
                 sinks.append(live_ndi.NdiSink(ndi))
             timeline = Timeline(sinks)
-            timeline.open(vis.plan.frame_size, options.fps)
+            height, width = vis.plan.frame_size
+            timeline.open((height, width), options.fps)
+            if raw:  # what a player of the stream needs to know, before the first frame
+                typer.echo(
+                    f"raw video: rgb24 {width}x{height} at {options.fps} frames/s "
+                    f"({width * height * 3} bytes a frame)",
+                    err=True,
+                )
             if server is not None:
                 server.start(session.controls)
             logger.info(
-                "live: %d px at %.2f frames/s, seed %d, classes %s",
-                spec.resolution,
+                "live: %s at %.2f frames/s, seed %d, classes %s",
+                spec.shape.describe(),
                 float(options.fps),
                 trajectory.seed,
                 " ".join(map(str, trajectory.classes)),

@@ -33,6 +33,7 @@ BackendChoice = _choices("BackendChoice", choices.BACKENDS)
 PrecisionChoice = _choices("PrecisionChoice", choices.PRECISIONS)
 EncoderChoice = _choices("EncoderChoice", choices.ENCODERS)
 PixelsChoice = _choices("PixelsChoice", choices.PIXELS)
+FillChoice = _choices("FillChoice", choices.FILLS)
 ResolutionChoice = _choices("ResolutionChoice", tuple(str(r) for r in choices.RESOLUTIONS))
 PresetChoice = _choices("PresetChoice", choices.X264_PRESETS)
 
@@ -46,6 +47,7 @@ PRECISION = PrecisionChoice(_SPEC.precision)
 ENCODER = EncoderChoice(_OPTIONS["encoder"])
 PRESET = PresetChoice(_OPTIONS["preset"])
 PIXELS = PixelsChoice(_SPEC.pixels)
+FILL = FillChoice(_SPEC.fill)
 BATCH_SIZE: int = _SPEC.batch_size
 LIVE_BATCH_SIZE = choices.LIVE_BATCH
 SCALING: int = _SPEC.scaling
@@ -88,6 +90,31 @@ Scaling = Annotated[
 ]
 Pixels = Annotated[
     PixelsChoice, typer.Option("--pixels", help="stretch (the original's look) or fixed.")
+]
+Aspect = Annotated[
+    str | None,
+    typer.Option(
+        "--aspect",
+        help="Frame aspect W:H (16:9, 9:16, 4:3, 2.39:1; 1:4 to 4:1); the short side is "
+        "resolution x scaling. Default 1:1 (or the ratio of --size).",
+        show_default=False,
+    ),
+]
+Size = Annotated[
+    str | None,
+    typer.Option(
+        "--size",
+        help=f"Exact frame size WxH (1920x1080; even sides, {choices.MIN_FRAME_SIDE}-"
+        f"{choices.MAX_FRAME_SIDE} px), scaled inside the graph; implies the aspect.",
+    ),
+]
+Fill = Annotated[
+    FillChoice,
+    typer.Option(
+        "--fill",
+        help="A frame that is not square: wide (the generator paints the whole canvas), "
+        "crop (the square, centre-cropped) or pad (the square on a blurred copy of itself).",
+    ),
 ]
 
 # The vectors -------------------------------------------------------------------------------
@@ -206,6 +233,9 @@ def model_spec(
     batch_size: int,
     scaling: int = 1,
     pixels: Any = "stretch",
+    aspect: str | None = None,
+    size: str | None = None,
+    fill: Any = "wide",
 ) -> ModelSpec:
     """The :class:`ModelSpec` of the parsed model options (checked there)."""
     return ModelSpec(
@@ -216,7 +246,18 @@ def model_spec(
         batch_size=batch_size,
         scaling=scaling,
         pixels=value(pixels),
+        aspect=aspect,
+        size=size,
+        fill=value(fill),
     )
+
+
+def frame(aspect: str | None, size: str | None, fill: Any) -> dict[str, Any] | None:
+    """The frame options as :class:`ModelSpec` fields, or None for the default square."""
+    shape = {"aspect": aspect, "size": size}
+    if aspect is None and size is None:
+        return None
+    return {**shape, "fill": value(fill)}
 
 
 def class_indices(classes: list[str] | None) -> tuple[int, ...] | None:

@@ -82,6 +82,9 @@ def render(
     crf: params.Crf = params.CRF,
     preset: params.Preset = params.PRESET,
     pixels: params.Pixels = params.PIXELS,
+    aspect: params.Aspect = None,
+    size: params.Size = None,
+    fill: params.Fill = params.FILL,
     overwrite: params.Overwrite = False,
     workers: params.Workers = None,
     ray: params.Ray = None,
@@ -94,7 +97,7 @@ def render(
     setup_logging(verbose, quiet)
     with one_line_errors(writing=output_file):
         spec = params.model_spec(
-            resolution, weights, backend, precision, batch_size, scaling, pixels
+            resolution, weights, backend, precision, batch_size, scaling, pixels, aspect, size, fill
         )
         options = RenderOptions(
             song=str(song),
@@ -124,9 +127,10 @@ def render(
             vis = Visualizer(spec, encoder=options.encoder, workers=workers, progress=progress)
             result = vis.render(options, overwrite=overwrite, workers=workers, ray_address=ray)
     logger.info(
-        "wrote %s: %d frames at %s fps, seed %d, classes %s",
+        "wrote %s: %d frames of %s at %s fps, seed %d, classes %s",
         result.output,
         result.frames,
+        spec.shape.describe(),
         f"{float(result.fps):.6g}",
         result.seed,
         " ".join(map(str, result.classes)),

@@ -20,6 +20,7 @@ records what the exporter returns. The export package never imports this module.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -72,19 +73,27 @@ def onnx_key(
     scaling: int,
     pixels: str,
     pixel_format: str = "rgb24",
+    frame: tuple[int, int] | None = None,
+    fill: str = "wide",
 ) -> dict[str, Any]:
     """:func:`graph_key` from loose settings (checked as a :class:`GraphSpec`)."""
-    graph = GraphSpec(source.resolution, precision, batch_size, scaling, pixels, pixel_format)
+    graph = GraphSpec(
+        source.resolution, precision, batch_size, scaling, pixels, pixel_format, frame, fill
+    )
     return graph_key(source, graph)
 
 
 def onnx_path(key: dict[str, Any]) -> Path:
     """Cache path of the graph described by ``key`` (its sidecar is ``.json`` beside it)."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    height, width = key["frame_size"]
+    side = key["resolution"] * key["scaling"]
+    # A frame of another size or shape is named by it (``-1280x720-wide``).
+    shape = "" if (height, width) == (side, side) else f"-{width}x{height}-{key.get('fill')}"
     name = (
         f"{key['model']}-{key['resolution']}-{key['precision']}-b{key['batch_size']}"
         f"-x{key['scaling']}-{key['pixels']}{'-yuv' if key['pixel_format'] != 'rgb24' else ''}"
-        f"-{digest}.onnx"
+        f"{shape}-{digest}.onnx"
     )
     return cache_dir() / "onnx" / name
 
@@ -134,6 +143,8 @@ def ensure_onnx(
     progress: Progress | None = None,
     *,
     pixel_format: str = "rgb24",
+    frame: tuple[int, int] | None = None,
+    fill: str = "wide",
     force: bool = False,
 ) -> Path:
     """The exported generator graph for these settings, exported on first use.
@@ -157,18 +168,20 @@ def ensure_onnx(
         progress: ``progress(done, total)``.
         pixel_format: ``"rgb24"``, or ``"yuv420p"`` for a graph that also outputs the
             encoder's YUV 4:2:0 planes.
+        frame: ``(height, width)`` of the frames (None: square, ``resolution * scaling``).
+        fill: ``"wide"``, ``"crop"`` or ``"pad"`` for a frame that is not square.
         force: export again even when an intact cached graph exists.
 
     Returns:
         Path of the ``.onnx`` file: ``output`` when given, else the cached file. The graph
         takes ``noise`` float32 ``[B, 128]``, ``classes`` float32 ``[B, 1000]``, ``bn_idx``
         int64 ``[2]`` and ``bn_w`` float32 ``[2]`` and returns ``frames`` uint8
-        ``[B, H, W, 3]``.
+        ``[B, H, W, 3]`` (``(H, W)`` = ``frame``).
 
     Raises:
         ValueError: bad settings or weights. RuntimeError: torch is needed and missing.
     """
-    graph = GraphSpec(resolution, precision, batch_size, scaling, pixels, pixel_format)
+    graph = GraphSpec(resolution, precision, batch_size, scaling, pixels, pixel_format, frame, fill)
     path = _ensure(weights, graph, progress, force)
     return path if output is None else copy_onnx(path, output)
 
@@ -193,8 +206,7 @@ def _ensure(
     fp32 = None
     if graph.precision == "int8":
         # Quantized from the fp32 graph of the same settings (exported first if needed).
-        fp32_graph = GraphSpec(graph.resolution, "fp32", graph.batch_size, graph.scaling,
-                               graph.pixels, graph.pixel_format)  # fmt: skip
+        fp32_graph = dataclasses.replace(graph, precision="fp32")
         fp32 = _ensure(weights, fp32_graph, progress, force)
     elif not torch_available():
         raise RuntimeError(f"exporting the generator needs PyTorch: {_EXPORT_HINT}")

@@ -216,6 +216,9 @@ class Generator:
         if self.yuv420:
             self._outputs["yuv420p"] = (outputs[1].name, tuple(int(d) for d in outputs[1].shape))
         self.batch_size: int = int(batch)
+        #: ``(height, width)`` of the frames the graph makes.
+        self.frame_size: tuple[int, int] = (int(out_shape[1]), int(out_shape[2]))
+        #: The frame's height (the side of a square frame).
         self.resolution: int = int(out_shape[1])
         self.precision: str = meta.get("dmv_fast.precision", "unknown")
         self.pixels: str = meta.get("dmv_fast.pixels", "unknown")
@@ -270,7 +273,7 @@ class Generator:
                 plan.
 
         Returns:
-            ``np.ndarray [shape=(B, H, W, 3)]`` uint8 RGB frames, ``H = W = resolution``;
+            ``np.ndarray [shape=(B, H, W, 3)]`` uint8 RGB frames, ``(H, W) = frame_size``;
             for ``"yuv420p"``: ``[shape=(B, H * 3 // 2, W)]`` planes (PyAV's layout).
             Any ``B``: batches are run at the graph's static batch size, the last one padded.
 
@@ -308,7 +311,7 @@ class Generator:
     def __repr__(self) -> str:
         return (
             f"Generator({self.model_path.name!r}, providers={self.providers}, "
-            f"resolution={self.resolution}, batch_size={self.batch_size}, "
+            f"frame_size={self.frame_size}, batch_size={self.batch_size}, "
             f"precision={self.precision!r})"
         )
 

@@ -295,8 +295,10 @@ def frames_manifest(
     noise: np.ndarray,
     class_vectors: np.ndarray,
 ) -> dict[str, Any]:
-    """The settings that decide the pixels of a frames folder (for -d resume and -s)."""
-    return {
+    """The settings that decide the pixels of a frames folder (for -d resume and -s); a
+    frame of another size or shape than the square ``resolution * scaling`` adds its size and
+    fill (folders of square renders keep the keys they always had)."""
+    manifest = {
         **vectors_identity(options, seed, noise, class_vectors),
         "resolution": plan.spec.resolution,
         "scaling": plan.spec.scaling,
@@ -304,6 +306,11 @@ def frames_manifest(
         "precision": plan.precision,
         "pixels": plan.spec.pixels,
     }
+    side = plan.spec.resolution * plan.spec.scaling
+    if plan.frame_size != (side, side):
+        manifest["frame_size"] = list(plan.frame_size)
+        manifest["fill"] = plan.spec.shape.fill
+    return manifest
 
 
 # Segments -------------------------------------------------------------------------------

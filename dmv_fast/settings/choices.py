@@ -39,6 +39,9 @@ ENCODERS = ("auto", "x264", "nvenc")
 #: The encoders a plan settles on (``auto`` resolved).
 SETTLED_ENCODERS = ENCODERS[1:]
 PIXELS = ("stretch", "fixed")
+#: How a frame that is not square is filled (dmv_fast.settings.shape): the generator paints
+#: the whole canvas, or the square picture is centre-cropped, or padded with a blurred copy.
+FILLS = ("wide", "crop", "pad")
 PIXEL_FORMATS = ("rgb24", "yuv420p")
 X264_PRESETS = (
     "ultrafast",
@@ -66,6 +69,12 @@ DEFAULT_BATCH = 30
 MAX_BATCH = 1024
 MAX_SCALING = 8
 MAX_WORKERS = 256
+#: The widest frame, as width / height (and 1 / it the tallest): 4x16 cells of the first map.
+MAX_ASPECT = 4
+#: ``--size`` limits per side, in pixels. The largest is the largest square render
+#: (512 px x ``--scaling 8``) and H.264's widest level-5.2 frame.
+MIN_FRAME_SIDE = 64
+MAX_FRAME_SIDE = 4096
 MAX_CRF = 51
 #: Above this the noise update overflows float32 within a few frames (README: 0.05-0.8).
 MAX_TEMPO_SENSITIVITY = 100.0

@@ -118,6 +118,8 @@ class Plan:
             scaling=spec.scaling,
             pixels=spec.pixels,
             pixel_format=self.pixel_format,
+            frame=spec.frame_size,
+            fill=spec.fill,
         )
 
     def graph_settings(self) -> dict[str, Any]:
@@ -327,7 +329,15 @@ def resolve(
     pixel_format = "yuv420p" if on_gpu else "rgb24"
     chosen_encoder = _resolve_encoder(encoder, on_gpu, notes)
     if workers is None:
-        workers = default_workers(on_gpu, chosen_encoder, spec.resolution, spec.scaling)
+        shape = spec.shape
+        workers = default_workers(
+            on_gpu,
+            chosen_encoder,
+            spec.resolution,
+            spec.scaling,
+            frame_size=shape.frame,
+            canvas=shape.native,
+        )
     return Plan(
         spec=spec,
         backend=backend,
@@ -361,12 +371,14 @@ def _resolve_encoder(encoder: str, on_gpu: bool, notes: list[str]) -> str:
     return "nvenc" if ok else "x264"
 
 
-def encoder_fps(side: int) -> float:
-    """Expected libx264 frames/s of one single-threaded encoder at ``side x side`` pixels."""
+def encoder_fps(side: int, pixels: int | None = None) -> float:
+    """Expected libx264 frames/s of one single-threaded encoder at ``side x side`` pixels
+    (or at ``pixels`` pixels a frame, for a frame of any shape)."""
     # Encoding cost grows with the pixel count; interpolate between the two measured sizes.
-    if side <= 512:
-        return X264_FPS_512 * (512 / side) ** 2
-    ratio = math.log((side / 512) ** 2) / math.log(4)  # 0 at 512, 1 at 1024
+    area = side * side if pixels is None else pixels
+    if area <= 512 * 512:
+        return X264_FPS_512 * (512 * 512 / area)
+    ratio = math.log(area / 512**2) / math.log(4)  # 0 at 512x512, 1 at 1024x1024
     return X264_FPS_512 * (X264_FPS_1024 / X264_FPS_512) ** ratio
 
 
@@ -378,6 +390,8 @@ def default_workers(
     *,
     cores: int | None = None,
     generator_fps: float | None = None,
+    frame_size: tuple[int, int] | None = None,
+    canvas: tuple[int, int] | None = None,
 ) -> int:
     """How many segment workers a render needs so that encoding never holds the generator.
 
@@ -387,7 +401,10 @@ def default_workers(
         resolution: 128, 256 or 512; ``scaling``: the integer upscaling factor.
         cores: CPU cores to spread over (default: ``os.cpu_count()``).
         generator_fps: expected generator frames/s (default: 1,500 at 512 px on one
-            H100/H200, scaled by the graph's multiply-adds at other resolutions).
+            H100/H200, scaled by the graph's multiply-adds at other resolutions and by the
+            area of the canvas the generator paints).
+        frame_size: ``(height, width)`` of a frame (default: square, ``resolution * scaling``).
+        canvas: ``(height, width)`` the generator paints (default: square, ``resolution``).
 
     Returns:
         1 on the CPU or with NVENC (one hardware stream keeps up); otherwise
@@ -398,7 +415,11 @@ def default_workers(
     cores = cores or os.cpu_count() or 1
     if generator_fps is None:
         generator_fps = GPU_FPS_512 * _GMAC[512] / _GMAC.get(resolution, _GMAC[512])
-    needed = math.ceil(generator_fps / encoder_fps(resolution * scaling))
+        if canvas is not None:
+            generator_fps *= resolution * resolution / (canvas[0] * canvas[1])
+    side = resolution * scaling
+    pixels = side * side if frame_size is None else frame_size[0] * frame_size[1]
+    needed = math.ceil(generator_fps / encoder_fps(side, pixels))
     return max(1, min(cores, needed))
 
 

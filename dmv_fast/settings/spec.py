@@ -12,6 +12,7 @@ from dmv_fast.settings.choices import (
     CPU_ONLY_PRECISIONS,
     DEFAULT_BATCH,
     DEFAULT_RESOLUTION,
+    FILLS,
     GRAPH_PRECISIONS,
     MAX_BATCH,
     MAX_SCALING,
@@ -23,6 +24,16 @@ from dmv_fast.settings.choices import (
     int_in,
     invalid,
     is_int,
+)
+from dmv_fast.settings.shape import (
+    FrameShape,
+    check_frame,
+    format_aspect,
+    format_size,
+    frame_shape,
+    parse_aspect,
+    parse_size,
+    shape_of,
 )
 
 
@@ -43,6 +54,11 @@ class ModelSpec:
         scaling: integer Lanczos upscaling inside the graph, 1..8.
         pixels: ``"stretch"`` (each frame's min..max to 0..255, the original's look) or
             ``"fixed"`` ([-1, 1] to 0..255).
+        aspect: the frame's ``"W:H"`` (``"16:9"``, ``"9:16"``, ``"2.39:1"``; stored reduced);
+            None: 1:1, or the ratio of ``size``. The short side is ``resolution * scaling``.
+        size: the exact frame size ``"WxH"`` (``"1920x1080"``; even sides), or None.
+        fill: how a frame that is not square is filled: ``"wide"`` (the generator paints
+            the whole canvas), ``"crop"`` or ``"pad"``; see :mod:`dmv_fast.settings.shape`.
     """
 
     resolution: int = DEFAULT_RESOLUTION
@@ -52,6 +68,9 @@ class ModelSpec:
     batch_size: int = DEFAULT_BATCH
     scaling: int = 1
     pixels: str = "stretch"
+    aspect: str | None = None
+    size: str | None = None
+    fill: str = "wide"
 
     def __post_init__(self) -> None:
         res = getattr(self.resolution, "value", self.resolution)
@@ -74,6 +93,12 @@ class ModelSpec:
             object.__setattr__(self, name, choice(name, getattr(self, name), choices))
         int_in("batch_size", self.batch_size, 1, MAX_BATCH)
         int_in("scaling", self.scaling, 1, MAX_SCALING)
+        if self.aspect is not None:
+            object.__setattr__(self, "aspect", format_aspect(parse_aspect(self.aspect)))
+        if self.size is not None:
+            object.__setattr__(self, "size", format_size(parse_size(self.size)))
+        object.__setattr__(self, "fill", choice("fill", self.fill, FILLS))
+        self.shape  # noqa: B018 (checks how size, aspect and scaling go together)
         if self.cpu_only and self.backend in ("cuda", "tensorrt"):
             raise ValueError(
                 f"precision {self.precision} runs only on the CPU, not with backend "
@@ -91,10 +116,15 @@ class ModelSpec:
         return self.weights or f"biggan-deep-{self.resolution}"
 
     @property
+    def shape(self) -> FrameShape:
+        """The frame's size, fill and the canvas the generator paints for it."""
+        return frame_shape(self.resolution, self.aspect, self.size, self.fill, self.scaling)
+
+    @property
     def frame_size(self) -> tuple[int, int]:
-        """``(height, width)`` of a video frame in pixels (the generator's size times scaling)."""
-        side = self.resolution * self.scaling
-        return side, side
+        """``(height, width)`` of a video frame in pixels: ``size``, or the short side
+        ``resolution * scaling`` and the long side from ``aspect`` (square by default)."""
+        return self.shape.frame
 
 
 @dataclass(frozen=True)
@@ -112,6 +142,10 @@ class GraphSpec:
         pixels: ``"stretch"`` or ``"fixed"``.
         pixel_format: ``"rgb24"``, or ``"yuv420p"`` for a graph that also outputs the
             encoder's YUV 4:2:0 planes (GPU plans).
+        frame: ``(height, width)`` of the frames it outputs (even sides); None: square,
+            ``resolution * scaling``.
+        fill: ``"wide"``, ``"crop"`` or ``"pad"`` for a frame that is not square (ignored,
+            and stored as ``"wide"``, for a square one).
     """
 
     resolution: int
@@ -120,6 +154,8 @@ class GraphSpec:
     scaling: int = 1
     pixels: str = "stretch"
     pixel_format: str = "rgb24"
+    frame: tuple[int, int] | None = None
+    fill: str = "wide"
 
     def __post_init__(self) -> None:
         if not is_int(self.resolution) or self.resolution < 8:
@@ -134,15 +170,28 @@ class GraphSpec:
             raise ValueError(
                 f"{self.precision} graphs run on the CPU and output rgb24 frames only, not {fmt}"
             )
+        side = self.resolution * self.scaling
+        frame = (side, side) if self.frame is None else check_frame(self.frame)
+        object.__setattr__(self, "frame", frame)
+        object.__setattr__(self, "fill", shape_of(self.resolution, frame, self.fill).fill)
+
+    @property
+    def shape(self) -> FrameShape:
+        """The frame's size, fill and the canvas the generator paints for it."""
+        assert self.frame is not None
+        return shape_of(self.resolution, self.frame, self.fill)
 
     @property
     def frame_size(self) -> tuple[int, int]:
         """``(height, width)`` of the frames the graph outputs."""
-        side = self.resolution * self.scaling
-        return side, side
+        assert self.frame is not None
+        return self.frame
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """What picks the graph, as JSON-able values. A square frame's keys are the same as
+        before frames had other shapes (so cached graphs, ``-d`` folders and records made
+        then still match); any other frame adds its fill and the canvas the generator paints."""
+        data: dict[str, Any] = {
             "resolution": self.resolution,
             "precision": self.precision,
             "batch_size": self.batch_size,
@@ -151,3 +200,9 @@ class GraphSpec:
             "pixel_format": self.pixel_format,
             "frame_size": list(self.frame_size),
         }
+        shape = self.shape
+        if not shape.square:
+            data["fill"] = shape.fill
+            data["native_size"] = list(shape.native)
+            data["first_map"] = list(shape.first_map)
+        return data

@@ -1,8 +1,15 @@
 """Export: weights -> folded arrays -> ONNX graph -> checked against PyTorch -> the path the
-graph cache gives."""
+graph cache gives.
+
+A frame that is not square is checked whole too: PyTorch runs the same canvas (the tiles'
+``gen_z``, blended by :func:`dmv_fast_export.canvas.first_map_reference`, then the model's own
+layers on the wide map), and the pixel tail is checked against its NumPy model
+(:func:`dmv_fast_export.pixels.tail_reference`; PIL's resize for the Lanczos passes).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -16,11 +23,13 @@ import torch
 from dmv_fast.model.truncation import bn_inputs
 from dmv_fast.model.weights import Progress, WeightsSource
 from dmv_fast.settings.choices import N_IMAGENET, NOISE_DIM
+from dmv_fast.settings.shape import FrameShape, shape_of
 from dmv_fast.version import __version__
 from dmv_fast_export import EXPORTER_VERSION
+from dmv_fast_export.canvas import Canvas, first_map_reference, make_canvas
 from dmv_fast_export.fold import fold
 from dmv_fast_export.graph import INPUTS, OUTPUT, build_graph
-from dmv_fast_export.pixels import lanczos_reference
+from dmv_fast_export.pixels import frame_tail, lanczos_reference, tail_reference
 from dmv_fast_export.weights import load_model
 from dmv_fast_export.yuv_tail import append_yuv420
 
@@ -37,14 +46,17 @@ MAX_YUV_DIFF = 1
 YUV = "yuv420"
 
 
-def reference_pixels(image: np.ndarray, pixels: str = "stretch", scaling: int = 1) -> np.ndarray:
-    """The original's 8-bit conversion (SPEC §5) of float images, then PIL-exact scaling.
+def reference_pixels(
+    image: np.ndarray, pixels: str = "stretch", scaling: int = 1, shape: FrameShape | None = None
+) -> np.ndarray:
+    """The original's 8-bit conversion (SPEC §5) of float images, then PIL-exact scaling
+    (or, with ``shape``, the frame's tail: its size, crop or pad).
 
     Args:
         image: ``np.ndarray [shape=(B, 3, H, W)]`` float32 in [-1, 1] (the model's output).
 
     Returns:
-        ``np.ndarray [shape=(B, H * scaling, W * scaling, 3)]`` uint8.
+        ``np.ndarray [shape=(B, H * scaling, W * scaling, 3)]`` uint8 (``shape.frame``).
     """
     x = image.astype(np.float32)
     if pixels == "stretch":
@@ -55,6 +67,8 @@ def reference_pixels(image: np.ndarray, pixels: str = "stretch", scaling: int = 
     else:
         y = (x + np.float32(1)) * np.float32(127.5)
     frames = (np.clip(y, 0, 255) + np.float32(0.5)).astype(np.uint8).transpose(0, 2, 3, 1)
+    if shape is not None:
+        return tail_reference(frames, frame_tail(shape))
     return lanczos_reference(frames, scaling) if scaling > 1 else frames
 
 
@@ -69,6 +83,34 @@ def check_inputs(batch: int, seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
     return noise, classes
 
 
+def torch_image(
+    model: Any,
+    noise: np.ndarray,
+    classes: np.ndarray,
+    truncation: float,
+    canvas: Canvas | None = None,
+) -> np.ndarray:
+    """The PyTorch model's float picture ``[B, 3, h, w]``; with ``canvas``, the wide one:
+    every tile's ``gen_z`` (the original's NHWC reshape), blended into the wide first map,
+    then the model's own layers on it, conditioned on the frame's own vectors."""
+    with torch.no_grad():
+        z, y = torch.from_numpy(noise), torch.from_numpy(classes)
+        if canvas is None:
+            return model(z, y, truncation).numpy()
+        gen = model.generator
+        embed = model.embeddings(y)
+        cond = torch.cat((z, embed), dim=1)
+        b, k = len(noise), canvas.tiles
+        tile_z = (z @ torch.from_numpy(canvas.noise_maps)).view(b, k, -1)
+        tile_cond = torch.cat((tile_z, embed[:, None, :].expand(b, k, -1)), dim=2)
+        tiles = gen.gen_z(tile_cond).view(b, k, 4, 4, -1).permute(0, 1, 4, 2, 3)
+        x = torch.from_numpy(first_map_reference(canvas, tiles.numpy()).astype(np.float32))
+        for layer in gen.layers:
+            x = layer(x, cond, truncation) if hasattr(layer, "bn_0") else layer(x)
+        x = gen.conv_to_rgb(gen.relu(gen.bn(x, truncation)))
+        return gen.tanh(x[:, :3]).numpy()
+
+
 def torch_frames(
     model: Any,
     noise: np.ndarray,
@@ -76,11 +118,14 @@ def torch_frames(
     truncation: float,
     pixels: str = "stretch",
     scaling: int = 1,
+    shape: FrameShape | None = None,
 ) -> np.ndarray:
-    """PyTorch reference frames, uint8 ``[B, H, W, 3]``."""
-    with torch.no_grad():
-        image = model(torch.from_numpy(noise), torch.from_numpy(classes), truncation).numpy()
-    return reference_pixels(image, pixels, scaling)
+    """PyTorch reference frames, uint8 ``[B, H, W, 3]`` (``shape.frame`` when given)."""
+    canvas = None
+    if shape is not None and shape.first_map != (4, 4):
+        canvas = make_canvas(shape.first_map)
+    image = torch_image(model, noise, classes, truncation, canvas)
+    return reference_pixels(image, pixels, scaling, shape)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -118,12 +163,14 @@ def validate(
     pixels: str,
     scaling: int,
     pixel_format: str = "rgb24",
+    shape: FrameShape | None = None,
 ) -> dict[str, Any]:
     """Compare the exported graph (CPU provider) with the PyTorch model on fixed inputs.
 
     The whole static batch runs through ONNX Runtime; PyTorch checks its first and last
     frames (the batch edges) to keep the check short at 512 pixels. A ``yuv420p`` graph's
-    planes must equal the host conversion of its own RGB frames.
+    planes must equal the host conversion of its own RGB frames. ``shape``: a frame of
+    another size or shape (see :func:`torch_frames`).
     """
     noise, classes = check_inputs(batch)
     yuv_diff = None
@@ -137,7 +184,7 @@ def validate(
         ours = run_onnx(path, noise, classes, CHECK_TRUNCATION)
     picks = sorted({0, batch - 1})
     ref = torch_frames(
-        model, noise[picks], classes[picks], CHECK_TRUNCATION, pixels=pixels, scaling=scaling
+        model, noise[picks], classes[picks], CHECK_TRUNCATION, pixels, scaling, shape
     )
     diff = np.abs(ours[picks].astype(np.int16) - ref.astype(np.int16))
     result = {
@@ -153,8 +200,18 @@ def validate(
     return result
 
 
-def _metadata(source: WeightsSource, key: dict[str, Any], config: Any) -> dict[str, str]:
+def _metadata(
+    source: WeightsSource, key: dict[str, Any], config: Any, shape: FrameShape
+) -> dict[str, str]:
+    extra = {}
+    if shape.resampled or not shape.square:
+        extra = {
+            "dmv_fast.frame_size": json.dumps(list(shape.frame)),  # [height, width]
+            "dmv_fast.fill": shape.fill,
+            "dmv_fast.native_size": json.dumps(list(shape.native)),
+        }
     return {
+        **extra,
         "dmv_fast.model": source.slug,
         "dmv_fast.weights": source.name if source.kind != "local" else "local",
         "dmv_fast.weights_sha256": source.sha256,
@@ -207,17 +264,20 @@ def export_graph(
     report(1, steps)
     folded = fold(model)
     report(2, steps)
+    height, width = key["frame_size"]
+    shape = shape_of(folded.resolution, (height, width), key.get("fill", "wide"))
     graph = build_graph(
         folded,
         batch_size,
         precision=precision,
         pixels=pixels,
         scaling=scaling,
-        metadata=_metadata(source, key, config),
+        metadata=_metadata(source, key, config, shape),
+        frame=shape.frame,
+        fill=shape.fill,
     )
     if pixel_format == "yuv420p":
         graph = append_yuv420(graph, OUTPUT, YUV, keep_rgb=True)
-    height, width = key["frame_size"]
     onnx.save_model(graph, path)
     del graph
     # Path-based checks run in C++ without copying the model through Python; strict shape
@@ -225,7 +285,7 @@ def export_graph(
     onnx.shape_inference.infer_shapes_path(path, path, check_type=True, strict_mode=True)
     onnx.checker.check_model(path, full_check=True)
     report(3, steps)
-    check = validate(path, model, batch_size, precision, pixels, scaling, pixel_format)
+    check = validate(path, model, batch_size, precision, pixels, scaling, pixel_format, shape)
     report(4, steps)
     if precision == "fp32" and check["max_pixel_diff"] > MAX_FP32_DIFF:
         raise RuntimeError(

@@ -7,7 +7,11 @@ needs it (inputs, the BatchNorm statistics, the pixel conversion, the output).
 
 Inputs: ``noise`` float32 ``[B, 128]``, ``classes`` float32 ``[B, 1000]``, ``bn_idx`` int64
 ``[2]``, ``bn_w`` float32 ``[2]`` (see :func:`dmv_fast.model.truncation.bn_inputs`).
-Output: ``frames`` uint8 ``[B, H, W, 3]`` (``H = W = resolution * scaling``).
+Output: ``frames`` uint8 ``[B, H, W, 3]`` (``H = W = resolution * scaling`` for a square
+frame; any even ``(H, W)`` otherwise, see :mod:`dmv_fast.settings.shape`).
+
+Every map is ``(h, w)``: a wide canvas widens the first map (:mod:`dmv_fast_export.canvas`)
+and the layers after it take its shape as it is.
 
 Forms that differ from the PyTorch model but compute the same function:
 
@@ -22,14 +26,17 @@ Forms that differ from the PyTorch model but compute the same function:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from dmv_fast.settings.shape import shape_of
+from dmv_fast_export.canvas import Canvas, make_canvas
 from dmv_fast_export.fold import Attention, Block, Folded
-from dmv_fast_export.pixels import lanczos_matrix
+from dmv_fast_export.pixels import FrameTail, frame_tail
 
 OPSET = 18
 INPUTS = ("noise", "classes", "bn_idx", "bn_w")
@@ -111,11 +118,15 @@ _PHASE_PADS = [[1, 1, 0, 0], [1, 0, 0, 1], [0, 1, 1, 0], [0, 0, 1, 1]]
 
 
 class _Generator:
-    def __init__(self, f: Folded, batch: int, precision: str) -> None:
+    def __init__(self, f: Folded, batch: int, precision: str, canvas: Canvas | None) -> None:
         self.f = f
         self.batch = batch
         self.g = _Builder(_F16 if precision == "fp16" else _F32)
         self.fp16 = precision == "fp16"
+        self.canvas = canvas
+        cells = (4, 4) if canvas is None else canvas.first_map
+        step = f.resolution // 4
+        self.native = (cells[0] * step, cells[1] * step)  # (h, w) of the picture painted
 
     def cast(self, x: str, to: int, base: str) -> str:
         return self.g.op("Cast", [x], base, to=to)
@@ -140,25 +151,25 @@ class _Generator:
             coordinate_transformation_mode="asymmetric",
         )  # fmt: skip
 
-    def interleave(self, phases: list[str], channels: int, size: int, base: str) -> str:
-        """Four ``[B, C, S, S]`` phase maps -> ``[B, C, 2S, 2S]``, pixel (2m+i, 2n+j) from
+    def interleave(self, phases: list[str], channels: int, size: tuple[int, int], base: str) -> str:
+        """Four ``[B, C, h, w]`` phase maps -> ``[B, C, 2h, 2w]``, pixel (2m+i, 2n+j) from
         phase (i, j): DepthToSpace's result, by concatenations that copy whole rows (ONNX
         Runtime's DepthToSpace is a slow single-threaded shuffle)."""
         g, b = self.g, self.batch
+        height, width = size
         rows = []
         for i in range(2):
             pair = [
                 g.op("Unsqueeze", [phases[2 * i + j], g.ints(4)], f"{base}.p{i}{j}")
                 for j in range(2)
             ]
-            cols = g.op("Concat", pair, f"{base}.cols{i}", axis=4)  # [B, C, S, S, 2]
-            rows.append(
-                g.op("Reshape", [cols, g.ints(b, channels, size, 1, 2 * size)], f"{base}.row{i}")
-            )
-        out = g.op("Concat", rows, f"{base}.rows", axis=3)  # [B, C, S, 2, 2S]
-        return g.op("Reshape", [out, g.ints(b, channels, 2 * size, 2 * size)], base)
+            cols = g.op("Concat", pair, f"{base}.cols{i}", axis=4)  # [B, C, h, w, 2]
+            shape = g.ints(b, channels, height, 1, 2 * width)
+            rows.append(g.op("Reshape", [cols, shape], f"{base}.row{i}"))
+        out = g.op("Concat", rows, f"{base}.rows", axis=3)  # [B, C, h, 2, 2w]
+        return g.op("Reshape", [out, g.ints(b, channels, 2 * height, 2 * width)], base)
 
-    def block(self, blk: Block, x: str, size: int, base: str) -> str:
+    def block(self, blk: Block, x: str, size: tuple[int, int], base: str) -> str:
         g = self.g
         h = self.bn_relu(x, blk.bn[0], f"{base}.bn_0")
         h = self.conv(h, *blk.conv[0], f"{base}.conv_0")
@@ -185,10 +196,12 @@ class _Generator:
             skip = self.upsample(skip, f"{base}.skip_up")
         return g.op("Add", [h, skip], f"{base}.out")
 
-    def attention(self, att: Attention, x: str, size: int, base: str) -> str:
+    def attention(self, att: Attention, x: str, size: tuple[int, int], base: str) -> str:
+        """Self-attention over the whole ``(h, w)`` map (any even size: phi and g are
+        max-pooled 2x2)."""
         g = self.g
         c = att.channels
-        hw = size * size
+        hw = size[0] * size[1]
         tpg = self.conv(x, att.w_tpg, None, f"{base}.theta_phi_g")
         theta, pg = g.op(
             "Split", [tpg, g.ints(c // 8, c // 8 + c // 2)], f"{base}.split", n_out=2, axis=1
@@ -203,7 +216,7 @@ class _Generator:
         attn = g.op("Softmax", [attn], f"{base}.attn", axis=-1)
         attn_t = g.op("Transpose", [attn], f"{base}.attn_t", perm=[0, 2, 1])
         out = g.op("MatMul", [gv, attn_t], f"{base}.attn_g")
-        out = g.op("Reshape", [out, g.ints(self.batch, c // 2, size, size)], f"{base}.attn_g4")
+        out = g.op("Reshape", [out, g.ints(self.batch, c // 2, *size)], f"{base}.attn_g4")
         out = self.conv(out, att.w_out, None, f"{base}.o_conv")
         return g.op("Add", [x, out], f"{base}.out")
 
@@ -270,7 +283,7 @@ class _Generator:
         blocked CPU kernels busy, where a 3-channel output would be padded to a whole block.
         """
         g, f = self.g, self.f
-        n_out, size = f.rgb_w.shape[0], f.resolution
+        n_out, (height, width) = f.rgb_w.shape[0], self.native
         taps = [(r, s) for r in range(3) for s in range(3)]
         w_taps = np.concatenate([f.rgb_w[:, :, r, s] for r, s in taps])[:, :, None, None]
         t = self.conv(x, w_taps, None, "conv_to_rgb")
@@ -283,7 +296,7 @@ class _Generator:
                 [
                     t,
                     g.ints(k * n_out, r, s),
-                    g.ints((k + 1) * n_out, r + size, s + size),
+                    g.ints((k + 1) * n_out, r + height, s + width),
                     g.ints(1, 2, 3),
                 ],
                 f"conv_to_rgb.tap{k}",
@@ -294,21 +307,54 @@ class _Generator:
         bias = g.weight("conv_to_rgb.bias", f.rgb_b.reshape(1, n_out, 1, 1))
         return g.op("Add", [y, bias], "conv_to_rgb.out")
 
+    def first_map(self, embed: str) -> str:
+        """The wide canvas's first map ``[B, 16 ch, h0, w0]``: ``gen_z`` of every tile's
+        condition (the frame's class embedding, the tile's noise), blended into place."""
+        g, f, canvas, b = self.g, self.f, self.canvas, self.batch
+        assert canvas is not None
+        k, dim, ch = canvas.tiles, canvas.noise_maps.shape[0], 16 * f.channel_width
+        z = g.op("MatMul", ["noise", g.init("canvas.noise_maps", canvas.noise_maps)],
+                 "canvas.noise")  # fmt: skip
+        z = g.op("Reshape", [z, g.ints(b, k, dim)], "canvas.noise3")
+        e = g.op("Unsqueeze", [embed, g.ints(1)], "canvas.embed3")
+        e = g.op("Expand", [e, g.ints(b, k, embed_dim := f.embed.shape[1])], "canvas.embed_k")
+        cond = g.op("Concat", [z, e], "canvas.cond", axis=2)  # [B, K, 128 + embed_dim]
+        assert dim + embed_dim == f.gen_z_w.shape[0]
+        if self.fp16:
+            cond = self.cast(cond, _F16, "canvas.cond16")
+        z = g.op("MatMul", [cond, g.weight("gen_z.weight", f.gen_z_w)], "gen_z.matmul")
+        z = g.op("Add", [z, g.weight("gen_z.bias", f.gen_z_b)], "gen_z")
+        z = g.op("Reshape", [z, g.ints(b, k, ch, 4, 4)], "canvas.tiles")
+        place = canvas.placement
+        if canvas.wide:  # tile cells side by side along the width, then placed
+            z = g.op("Transpose", [z], "canvas.tiles_w", perm=[0, 2, 3, 1, 4])
+            z = g.op("Reshape", [z, g.ints(b, ch, 4, k * 4)], "canvas.cells")
+            return g.op("MatMul", [z, g.weight("canvas.placement", place)], "canvas.map")
+        z = g.op("Transpose", [z], "canvas.tiles_h", perm=[0, 2, 1, 3, 4])
+        z = g.op("Reshape", [z, g.ints(b, ch, k * 4, 4)], "canvas.cells")
+        return g.op("MatMul", [g.weight("canvas.placement", place.T), z], "canvas.map")
+
     def body(self) -> str:
-        """noise, classes -> float32 image ``[B, 3, R, R]`` in [-1, 1]."""
+        """noise, classes -> float32 image ``[B, 3, h, w]`` in [-1, 1] (``(h, w)`` the
+        painted canvas: ``(R, R)`` unless the first map is widened)."""
         g, f = self.g, self.f
         embed = g.op("MatMul", ["classes", g.init("embeddings.weight", f.embed)], "embed")
         cond32 = g.op("Concat", ["noise", embed], "cond", axis=1)
         self.batchnorm_coefficients(cond32)
-        cond = self.cast(cond32, _F16, "cond16") if self.fp16 else cond32
-        z = g.op("MatMul", [cond, g.weight("gen_z.weight", f.gen_z_w)], "gen_z.matmul")
-        z = g.op("Add", [z, g.weight("gen_z.bias", f.gen_z_b)], "gen_z")
-        x = g.op("Reshape", [z, g.ints(self.batch, 16 * f.channel_width, 4, 4)], "gen_z.nchw")
-        size = 4
+        if self.canvas is None:
+            cond = self.cast(cond32, _F16, "cond16") if self.fp16 else cond32
+            z = g.op("MatMul", [cond, g.weight("gen_z.weight", f.gen_z_w)], "gen_z.matmul")
+            z = g.op("Add", [z, g.weight("gen_z.bias", f.gen_z_b)], "gen_z")
+            shape = g.ints(self.batch, 16 * f.channel_width, 4, 4)
+            x = g.op("Reshape", [z, shape], "gen_z.nchw")
+            size = (4, 4)
+        else:
+            x = self.first_map(embed)
+            size = self.canvas.first_map
         for i, layer in enumerate(f.layers):
             if isinstance(layer, Block):
                 x = self.block(layer, x, size, f"layers.{i}")
-                size *= 2 if layer.up else 1
+                size = (size[0] * 2, size[1] * 2) if layer.up else size
             else:
                 x = self.attention(layer, x, size, f"layers.{i}")
         y = g.op("Mul", [x, self.final_a], "bn.scaled")
@@ -319,8 +365,13 @@ class _Generator:
             y = self.cast(y, _F32, "image32")
         return y
 
-    def pixels(self, x: str, pixels: str, scaling: int) -> str:
-        """float32 ``[B, 3, R, R]`` -> uint8 ``[B, R*s, R*s, 3]`` (SPEC §5)."""
+    def pixels(self, x: str, pixels: str, tail: FrameTail | int) -> str:
+        """float32 ``[B, 3, h, w]`` -> uint8 ``[B, H, W, 3]`` (SPEC §5, then the frame's
+        size and fill: :func:`dmv_fast_export.pixels.frame_tail`; an integer is the
+        ``--scaling`` of a square picture)."""
+        if isinstance(tail, int):
+            side = self.f.resolution
+            tail = frame_tail(shape_of(side, (side * tail, side * tail), "wide"))
         g = self.g
         if pixels == "stretch":
             lo = g.op("ReduceMin", [x, g.ints(1, 2, 3)], "stretch.min", keepdims=1)
@@ -335,20 +386,46 @@ class _Generator:
             y = g.op("Mul", [y, g.const(127.5)], "fixed.scaled")
         y = g.op("Clip", [y, g.const(0.0), g.const(255.0)], "pixels.clip")
         y = g.op("Add", [y, g.const(0.5)], "pixels.round")
-        if scaling > 1:
-            r = self.f.resolution
+        if not tail.identity:
             y = g.op("Floor", [y], "pixels.uint8")
-            mat = lanczos_matrix(r, r * scaling)
-            t = g.op("MatMul", [y, g.init("lanczos.horizontal", mat.T)], "lanczos.h")
-            t = g.op("Add", [t, g.const(0.5)], "lanczos.h_round")
-            t = g.op("Floor", [g.op("Clip", [t, g.const(0.0), g.const(255.0)], "lanczos.h_clip")],
-                     "lanczos.h_uint8")  # fmt: skip
-            t = g.op("MatMul", [g.init("lanczos.vertical", mat), t], "lanczos.v")
-            t = g.op("Add", [t, g.const(0.5)], "lanczos.v_round")
-            y = g.op("Clip", [t, g.const(0.0), g.const(255.0)], "lanczos.v_clip")
+            picture = y
+            y = self.resize(y, tail)
+            if tail.background is not None:
+                y = self.pad(picture, y, tail)
         # Transpose before the cast: TensorRT handles uint8 only at casts and graph outputs.
         y = g.op("Transpose", [y], "pixels.nhwc", perm=[0, 2, 3, 1])
         return g.op("Cast", [y], OUTPUT, to=TensorProto.UINT8)
+
+    def resize(self, y: str, tail: FrameTail) -> str:
+        """PIL's two-pass 8-bit Lanczos resize (horizontal, then vertical) as MatMuls."""
+        g, mats = self.g, tail.main
+        if mats.horizontal is not None:
+            t = g.op("MatMul", [y, g.init("lanczos.horizontal", mats.horizontal.T)], "lanczos.h")
+            t = g.op("Add", [t, g.const(0.5)], "lanczos.h_round")
+            y = g.op("Floor", [g.op("Clip", [t, g.const(0.0), g.const(255.0)], "lanczos.h_clip")],
+                     "lanczos.h_uint8")  # fmt: skip
+        if mats.vertical is not None:
+            t = g.op("MatMul", [g.init("lanczos.vertical", mats.vertical), y], "lanczos.v")
+            t = g.op("Add", [t, g.const(0.5)], "lanczos.v_round")
+            y = g.op("Clip", [t, g.const(0.0), g.const(255.0)], "lanczos.v_clip")
+        return y
+
+    def pad(self, picture: str, centre: str, tail: FrameTail) -> str:
+        """``centre`` (the resized square) on the blurred cover of ``picture``."""
+        g = self.g
+        assert tail.background is not None
+        cover_v, cover_h = tail.background
+        t = g.op("MatMul", [g.init("pad.vertical", cover_v), picture], "pad.v")
+        t = g.op("MatMul", [t, g.init("pad.horizontal", cover_h.T)], "pad.h")
+        t = g.op("Add", [t, g.const(0.5)], "pad.round")
+        cover = g.op("Floor", [g.op("Clip", [t, g.const(0.0), g.const(255.0)], "pad.clip")],
+                     "pad.uint8")  # fmt: skip
+        (top, left), (height, width) = tail.offset, tail.frame
+        axis, start, total = (3, left, width) if left else (2, top, height)
+        before = g.op("Slice", [cover, g.ints(0), g.ints(start), g.ints(axis)], "pad.before")
+        after = g.op("Slice", [cover, g.ints(total - start), g.ints(total), g.ints(axis)],
+                     "pad.after")  # fmt: skip
+        return g.op("Concat", [before, centre, after], "pad.frame", axis=axis)
 
 
 def build_graph(
@@ -358,6 +435,10 @@ def build_graph(
     pixels: str = "stretch",
     scaling: int = 1,
     metadata: dict[str, str] | None = None,
+    *,
+    frame: tuple[int, int] | None = None,
+    fill: str = "wide",
+    canvas: Canvas | None = None,
 ) -> onnx.ModelProto:
     """The ONNX model of the generator with its pixel post-processing.
 
@@ -366,14 +447,24 @@ def build_graph(
         batch_size: the static batch size.
         precision: ``"fp32"`` or ``"fp16"`` (convolutions and activations).
         pixels: ``"stretch"`` or ``"fixed"``.
-        scaling: integer Lanczos upscaling factor (1 = none).
+        scaling: integer Lanczos upscaling factor (1 = none); ignored when ``frame`` is given.
         metadata: written into the model's ``metadata_props``.
+        frame: ``(height, width)`` of the output frames (None: square, resolution * scaling).
+        fill: ``"wide"``, ``"crop"`` or ``"pad"`` (:mod:`dmv_fast.settings.shape`).
+        canvas: how a wide first map is made (default :func:`~dmv_fast_export.canvas.make_canvas`
+            of the frame's first map; another one only to measure the choice against).
     """
-    gen = _Generator(folded, batch_size, precision)
+    r = folded.resolution
+    shape = shape_of(r, (r * scaling, r * scaling) if frame is None else frame, fill)
+    if canvas is None and shape.first_map != (4, 4):
+        canvas = make_canvas(shape.first_map)
+    gen = _Generator(folded, batch_size, precision, canvas)
     image = gen.body()
-    frames = gen.pixels(image, pixels, scaling)
+    painted = shape.native if canvas is None else gen.native
+    tail = frame_tail(dataclasses.replace(shape, native=painted))
+    frames = gen.pixels(image, pixels, tail)
     assert frames == OUTPUT
-    size = folded.resolution * scaling
+    height, width = shape.frame
     b = batch_size
     graph = helper.make_graph(
         gen.g.nodes,
@@ -384,7 +475,7 @@ def build_graph(
             helper.make_tensor_value_info("bn_idx", TensorProto.INT64, [2]),
             helper.make_tensor_value_info("bn_w", _F32, [2]),
         ],
-        outputs=[helper.make_tensor_value_info(OUTPUT, TensorProto.UINT8, [b, size, size, 3])],
+        outputs=[helper.make_tensor_value_info(OUTPUT, TensorProto.UINT8, [b, height, width, 3])],
         initializer=gen.g.inits,
     )
     model = helper.make_model(

@@ -51,14 +51,14 @@ WARN_PSNR_DB = 30.0
 
 #: Node-name patterns of the layer groups that may be kept in float32.
 GROUPS: dict[str, str] = {
-    "first_linear": r"^(embed|bn\.gamma_beta|gen_z\.matmul)/",
+    "first_linear": r"^(embed|bn\.gamma_beta|gen_z\.matmul|canvas\.\w+)/",
     "attention": r"^layers\.\d+\.(theta_phi_g|logits|attn_g|o_conv)/",
     "last_conv": r"^conv_to_rgb/",
 }
 #: Kept in float32 by default (see benchmarks/results/int8_cpu.md for the measurement).
 DEFAULT_KEEP = ("first_linear", "attention", "last_conv")
-# Never quantized: the pixel tail (Lanczos matmuls of ``--scaling``).
-_PIXEL_TAIL = r"^(lanczos|stretch|pixels|fixed)\."
+# Never quantized: the pixel tail (Lanczos matmuls of ``--scaling`` and frame sizes, pad).
+_PIXEL_TAIL = r"^(lanczos|stretch|pixels|fixed|pad)\."
 _OP_TYPES = ("Conv", "MatMul")
 
 
