@@ -244,6 +244,27 @@ def test_preview_frames_are_the_render_frames_and_its_record_reproduces_them(
 
 
 @pytest.mark.slow
+def test_a_wide_preview_shows_the_frames_of_the_wide_render(tmp_path, song, tiny_weights):
+    """``--aspect`` reaches the preview: its frames are the wide render's, tiled as they are."""
+    pytest.importorskip("torch")
+    spec = dataclasses.replace(_spec(tiny_weights), aspect="16:9")
+    video = tmp_path / "w.mp4"
+    options = _options(song, video, seed=5)
+    shown = look.preview_song(options, spec, at=[0.5, 2.0])
+    assert shown.frames.shape[1:] == (128, 228, 3)
+    pipeline.render(dataclasses.replace(options, use_disk=True), spec)
+    made = _frames_on_disk(video, shown.indices).astype(int)
+    assert np.abs(made - shown.frames.astype(int)).max() <= 1
+    sheet = tmp_path / "other.preview.png"  # w.mp4 exists now: its record is not replaced
+    args = ["preview", "--song", song, "--weights", tiny_weights, "--resolution", "128"]
+    result = _invoke(*args, "--backend", "cpu", "--aspect", "16:9", "--at", "0.5,2", "-o", sheet)
+    assert result.exit_code == 0, result.output
+    with Image.open(sheet) as im:
+        cols = sheet_columns(2, (128, 228))
+        assert im.size[0] == cols * 228 + (cols + 1) * 2
+
+
+@pytest.mark.slow
 def test_preview_command_writes_a_labelled_sheet(tmp_path, song, tiny_weights):
     pytest.importorskip("torch")
     sheet = tmp_path / "s.preview.png"

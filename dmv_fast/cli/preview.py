@@ -79,6 +79,9 @@ def preview(
     backend: params.Backend = params.BACKEND,
     precision: params.Precision = params.PRECISION,
     pixels: params.Pixels = params.PIXELS,
+    aspect: params.Aspect = None,
+    size: params.Size = None,
+    fill: params.Fill = params.FILL,
     output_file: Annotated[
         Path,
         typer.Option(
@@ -103,7 +106,7 @@ def preview(
     times = parse_times(at)  # a malformed list is a usage error (exit 2)
     with one_line_errors("no preview was written", writing=output_file):
         spec = params.model_spec(
-            resolution, weights, backend, precision, batch_size, scaling, pixels
+            resolution, weights, backend, precision, batch_size, scaling, pixels, aspect, size, fill
         )
         video = video_for(output_file)
         options = params.vector_options(
