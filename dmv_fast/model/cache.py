@@ -72,9 +72,12 @@ def onnx_key(
     scaling: int,
     pixels: str,
     pixel_format: str = "rgb24",
+    conv_form: str = "direct",
 ) -> dict[str, Any]:
     """:func:`graph_key` from loose settings (checked as a :class:`GraphSpec`)."""
-    graph = GraphSpec(source.resolution, precision, batch_size, scaling, pixels, pixel_format)
+    graph = GraphSpec(
+        source.resolution, precision, batch_size, scaling, pixels, pixel_format, conv_form
+    )
     return graph_key(source, graph)
 
 
@@ -84,7 +87,7 @@ def onnx_path(key: dict[str, Any]) -> Path:
     name = (
         f"{key['model']}-{key['resolution']}-{key['precision']}-b{key['batch_size']}"
         f"-x{key['scaling']}-{key['pixels']}{'-yuv' if key['pixel_format'] != 'rgb24' else ''}"
-        f"-{digest}.onnx"
+        f"{'-wino' if key.get('conv_form') == 'winograd' else ''}-{digest}.onnx"
     )
     return cache_dir() / "onnx" / name
 
@@ -134,6 +137,7 @@ def ensure_onnx(
     progress: Progress | None = None,
     *,
     pixel_format: str = "rgb24",
+    conv_form: str = "direct",
     force: bool = False,
 ) -> Path:
     """The exported generator graph for these settings, exported on first use.
@@ -157,6 +161,8 @@ def ensure_onnx(
         progress: ``progress(done, total)``.
         pixel_format: ``"rgb24"``, or ``"yuv420p"`` for a graph that also outputs the
             encoder's YUV 4:2:0 planes.
+        conv_form: ``"direct"``, or ``"winograd"`` (fp32 CPU graphs, see
+            :func:`dmv_fast.settings.plan.conv_form_for`).
         force: export again even when an intact cached graph exists.
 
     Returns:
@@ -168,7 +174,7 @@ def ensure_onnx(
     Raises:
         ValueError: bad settings or weights. RuntimeError: torch is needed and missing.
     """
-    graph = GraphSpec(resolution, precision, batch_size, scaling, pixels, pixel_format)
+    graph = GraphSpec(resolution, precision, batch_size, scaling, pixels, pixel_format, conv_form)
     path = _ensure(weights, graph, progress, force)
     return path if output is None else copy_onnx(path, output)
 
@@ -192,7 +198,8 @@ def _ensure(
         return path
     fp32 = None
     if graph.precision == "int8":
-        # Quantized from the fp32 graph of the same settings (exported first if needed).
+        # Quantized from the fp32 graph of the same settings (exported first if needed), with
+        # direct convolutions: integer kernels run those, not Winograd's transformed products.
         fp32_graph = GraphSpec(graph.resolution, "fp32", graph.batch_size, graph.scaling,
                                graph.pixels, graph.pixel_format)  # fmt: skip
         fp32 = _ensure(weights, fp32_graph, progress, force)

@@ -13,6 +13,7 @@ out; nothing is allocated per call.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -115,8 +116,11 @@ class Generator:
                     f"{', '.join(model_weights.PRETRAINED)}"
                 )
             if plan is None:
-                spec = ModelSpec(backend=backend, precision=_graph_precision(path))
+                precision, conv_form = _graph_settings(path)
+                spec = ModelSpec(backend=backend, precision=precision)
                 plan = resolve(spec, encoder="x264", workers=1)
+                if not plan.on_gpu:  # the file decides, whatever this CPU would choose
+                    plan = dataclasses.replace(plan, conv_form=conv_form)
         self.model_path = Path(path)
         self.device_id = device_id
         self._lock = threading.Lock()
@@ -220,6 +224,7 @@ class Generator:
         self.precision: str = meta.get("dmv_fast.precision", "unknown")
         self.pixels: str = meta.get("dmv_fast.pixels", "unknown")
         self.scaling: int = int(meta.get("dmv_fast.scaling", "1"))
+        self.conv_form: str = meta.get("dmv_fast.conv_form", "direct")
         self.providers: list[str] = list(session.get_providers())
 
     def _bind_device_buffers(self) -> None:
@@ -313,18 +318,22 @@ class Generator:
         )
 
 
-def _graph_precision(path: Path) -> str:
-    """The precision an exported graph records (its sidecar, else its metadata)."""
+def _graph_settings(path: Path) -> tuple[str, str]:
+    """The precision and convolution form an exported graph records (its sidecar, else its
+    metadata)."""
     from dmv_fast.model.cache import onnx_record
 
     record = onnx_record(path)
     if record and isinstance(record.get("key"), dict):
-        return str(record["key"].get("precision", "fp32"))
+        key = record["key"]
+        applied = (record.get("winograd") or {}).get("applied", True)
+        form = str(key.get("conv_form", "direct")) if applied else "direct"
+        return str(key.get("precision", "fp32")), form
     import onnx
 
     try:
         model = onnx.load(os.fspath(path), load_external_data=False)
     except Exception:  # a damaged file: the session reports it when it loads
-        return "fp32"
+        return "fp32", "direct"
     meta = {p.key: p.value for p in model.metadata_props}
-    return meta.get("dmv_fast.precision", "fp32")
+    return meta.get("dmv_fast.precision", "fp32"), meta.get("dmv_fast.conv_form", "direct")

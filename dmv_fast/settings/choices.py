@@ -38,6 +38,9 @@ ENCODERS = ("auto", "x264", "nvenc")
 SETTLED_ENCODERS = ENCODERS[1:]
 PIXELS = ("stretch", "fixed")
 PIXEL_FORMATS = ("rgb24", "yuv420p")
+#: How an exported graph computes its 3x3 convolutions: ``direct``, or ``winograd`` (the
+#: CPU's fp32 graph on CPUs where it was measured faster; the plan decides).
+CONV_FORMS = ("direct", "winograd")
 X264_PRESETS = (
     "ultrafast",
     "superfast",

@@ -9,6 +9,7 @@ from typing import Any
 
 from dmv_fast.settings.choices import (
     BACKENDS,
+    CONV_FORMS,
     CPU_ONLY_PRECISIONS,
     DEFAULT_BATCH,
     DEFAULT_RESOLUTION,
@@ -112,6 +113,9 @@ class GraphSpec:
         pixels: ``"stretch"`` or ``"fixed"``.
         pixel_format: ``"rgb24"``, or ``"yuv420p"`` for a graph that also outputs the
             encoder's YUV 4:2:0 planes (GPU plans).
+        conv_form: ``"direct"``, or ``"winograd"``: the 3x3 convolutions the CPU runs
+            faster as Winograd transforms (:mod:`dmv_fast_export.winograd`); fp32 RGB graphs
+            only (a GPU chooses its own algorithms, int8 is quantized from the direct graph).
     """
 
     resolution: int
@@ -120,6 +124,7 @@ class GraphSpec:
     scaling: int = 1
     pixels: str = "stretch"
     pixel_format: str = "rgb24"
+    conv_form: str = "direct"
 
     def __post_init__(self) -> None:
         if not is_int(self.resolution) or self.resolution < 8:
@@ -133,6 +138,13 @@ class GraphSpec:
         if self.precision in CPU_ONLY_PRECISIONS and fmt != "rgb24":
             raise ValueError(
                 f"{self.precision} graphs run on the CPU and output rgb24 frames only, not {fmt}"
+            )
+        form = choice("conv_form", self.conv_form, CONV_FORMS)
+        object.__setattr__(self, "conv_form", form)
+        if form == "winograd" and (self.precision != "fp32" or fmt != "rgb24"):
+            raise ValueError(
+                f"winograd convolutions are for the CPU's fp32 rgb24 graph, not "
+                f"{self.precision} {fmt}"
             )
 
     @property
@@ -150,4 +162,5 @@ class GraphSpec:
             "pixels": self.pixels,
             "pixel_format": self.pixel_format,
             "frame_size": list(self.frame_size),
+            "conv_form": self.conv_form,
         }
