@@ -1,5 +1,5 @@
 """``dmv-fast``: the typer app and the console entry point. The commands live one per module
-(``render``, ``export``, ``batch``, ``live``, ``demo``, ``bench``); each parses, builds the
+(``render``, ``export``, ``batch``, ``live``, ``demo``, ``bench``, ``warm-up``); each parses, builds the
 settings, calls the library, and exits 1 with a one-line message on a handled failure."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dmv_fast.cli.export import export
 from dmv_fast.cli.live import live
 from dmv_fast.cli.render import render
 from dmv_fast.cli.terminal import expand_bare_ray, expand_multi_value
+from dmv_fast.cli.warmup import warm_up
 from dmv_fast.files import Interrupted, interrupts
 from dmv_fast.version import __version__
 
@@ -45,8 +46,8 @@ def _main(
     """dmv-fast: the Deep Music Visualizer, fast."""
 
 
-for _command in (render, export, demo, bench, batch, live):
-    app.command(_command.__name__)(_command)
+for _command in (render, export, demo, bench, batch, live, warm_up):
+    app.command(_command.__name__.replace("_", "-"))(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

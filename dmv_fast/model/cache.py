@@ -6,6 +6,8 @@ Cache layout (under :func:`dmv_fast.model.weights.cache_dir`)::
     <cache>/onnx/<same>.json              what the graph is, its SHA-256, its size, and the
                                           exporter's check (against PyTorch; int8: the
                                           quality against fp32)
+    <cache>/onnx/<same>.ort-<key>.onnx    ONNX Runtime's CPU-optimised form of the graph, for
+                                          one ONNX Runtime version and CPU (:func:`optimized_path`)
     <cache>/tensorrt/                     TensorRT engine and timing caches
 
 A cached graph is re-hashed against its sidecar before use; a damaged or stale one is
@@ -109,10 +111,45 @@ def cached_onnx(key: dict[str, Any]) -> Path | None:
     if ok:
         return path
     logger.warning("cached graph %s is damaged or stale: exporting it again", path.name)
+    drop_optimized(path)
     for p in (path, sidecar):
         with contextlib.suppress(OSError):
             p.unlink()
     return None
+
+
+def optimized_path(graph: str | os.PathLike[str]) -> Path | None:
+    """Where ONNX Runtime's CPU-optimised form of a cached graph is kept, or None for a graph
+    outside the cache.
+
+    Building a session optimises the graph (fusions, the CPU's blocked convolution layout)
+    before it can run; the optimised graph, saved once, loads with no optimisation at all.
+    It depends on the graph (its SHA-256 from the sidecar), the ONNX Runtime version and the
+    CPU (the blocked layout follows the vector width), so all three are in its name: a
+    change of any gives another file, and the graph's own is rebuilt on first use.
+    """
+    graph = Path(graph)
+    if graph.parent != cache_dir() / "onnx":
+        return None
+    record = onnx_record(graph)
+    if not record or not record.get("onnx_sha256"):
+        return None
+    import onnxruntime as ort
+
+    from dmv_fast.settings.plan import cpu_flags
+
+    ident = json.dumps([record["onnx_sha256"], ort.__version__, sorted(cpu_flags())])
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
+    return graph.with_name(f"{graph.stem}.ort-{digest}.onnx")
+
+
+def drop_optimized(graph: str | os.PathLike[str], keep: Path | None = None) -> None:
+    """Remove the optimised forms of ``graph`` (all but ``keep``): stale versions or CPUs."""
+    graph = Path(graph)
+    for p in graph.parent.glob(f"{graph.stem}.ort-*.onnx"):
+        if p != keep:
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 def onnx_record(path: Path) -> dict[str, Any] | None:
@@ -184,6 +221,16 @@ def ensure_graph(plan: Plan, progress: Progress | None = None, *, force: bool = 
     return _ensure(plan.spec.weights, plan.graph, progress, force)
 
 
+def cached_graph(plan: Plan) -> Path | None:
+    """The plan's graph when it is in the cache and intact, else None: nothing is downloaded
+    or exported (a session can be built from it on a helper thread meanwhile)."""
+    try:
+        source = resolve_weights(plan.spec.weights, plan.graph.resolution, download=False)
+    except (OSError, ValueError):  # weights to download, or a bad value the render reports
+        return None
+    return cached_onnx(graph_key(source, plan.graph))
+
+
 def _ensure(
     weights: str | os.PathLike[str] | None,
     graph: GraphSpec,
@@ -216,6 +263,7 @@ def _make(
 
     path = onnx_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
+    drop_optimized(path)
     started = time.perf_counter()
     with temporary(path) as tmp:
         made = dmv_fast_export.make_graph(source, key, tmp, progress=progress, fp32=fp32)
