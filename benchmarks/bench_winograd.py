@@ -15,7 +15,7 @@ Each figure is the best of the repetitions (other jobs only ever add time) with 
 beside it; the ratios are direct / Winograd time, so > 1 means Winograd is faster. The
 machine's flags, load averages and sgemm peak are recorded with them.
 
-    python benchmarks/bench_winograd.py [--resolution 128] [--batches 4,1] [--threads 2]
+    python benchmarks/bench_winograd.py [--resolution 128] [--batches 4,1] [--threads 2,1]
         [--reps 15] [--graph-reps 12] [--out benchmarks/results]
 
 Writes ``winograd_cpu.json`` and ``winograd_cpu.md``.
@@ -141,6 +141,7 @@ def bench_layers(graph: onnx.ModelProto, threads: int, reps: int) -> list[dict]:
         times = alternate(sessions, feeds, reps)
         base = times["direct"]["best"]
         row = {
+            "threads": threads,
             "layer": site.name,
             "kind": site.kind,
             "shape": list(site.shape),
@@ -158,7 +159,7 @@ def bench_layers(graph: onnx.ModelProto, threads: int, reps: int) -> list[dict]:
         }
         best = max(row["speedup"], key=row["speedup"].get)
         print(
-            f"  b{site.shape[0]} {site.name:18s} {site.kind:8s} {site.shape[1]:4d}ch "
+            f"  t{threads} b{site.shape[0]} {site.name:18s} {site.kind:8s} {site.shape[1]:4d}ch "
             f"{site.shape[2]:3d}x{site.shape[3]:<3d} direct {row['direct_ms']:7.2f} ms  "
             + "  ".join(f"{k} {v:4.2f}x" for k, v in row["speedup"].items())
             + f"  (rule: {'F' + str(row['rule_tile']) if row['rule_tile'] else 'direct'}, "
@@ -170,6 +171,7 @@ def bench_layers(graph: onnx.ModelProto, threads: int, reps: int) -> list[dict]:
 
 
 def bench_graph(direct: onnx.ModelProto, threads: int, reps: int) -> dict:
+    """Today's graph against its Winograd form, whole, at ``threads`` ONNX Runtime threads."""
     wino, report = winograd.apply(direct)
     sessions = {"direct": session(direct, threads), "winograd": session(wino, threads)}
     batch = direct.graph.input[0].type.tensor_type.shape.dim[0].dim_value
@@ -185,6 +187,7 @@ def bench_graph(direct: onnx.ModelProto, threads: int, reps: int) -> dict:
     times = alternate(sessions, feeds, reps)
     layers = report["layers"].values()
     return {
+        "threads": threads,
         "batch": batch,
         "frames_per_s": {k: round(batch / v["best"], 2) for k, v in times.items()},
         "frames_per_s_median": {k: round(batch / v["median"], 2) for k, v in times.items()},
@@ -207,7 +210,8 @@ def write_markdown(payload: dict, path: Path) -> None:
         f"{env['date']} · {env['cpu']} · {env['cores_usable']} cores · flags "
         f"{', '.join(payload['cpu_flags'])} · load average {payload['load_before']} before, "
         f"{payload['load_after']} after · NumPy sgemm {payload['sgemm_gflops']} GFLOP/s · "
-        f"onnxruntime {env['versions']['onnxruntime']} · {payload['threads']} threads",
+        f"onnxruntime {env['versions']['onnxruntime']} · ONNX Runtime threads "
+        f"{payload['threads']}",
         "",
         f"BigGAN-deep-{payload['resolution']}, random weights. Ratios are direct time / "
         "Winograd time (> 1: Winograd faster), best of alternating repetitions (median in "
@@ -215,14 +219,14 @@ def write_markdown(payload: dict, path: Path) -> None:
         "",
         "## Whole graph",
         "",
-        "| batch | direct frames/s | Winograd frames/s | speedup (best) | speedup (median) "
-        "| 3x3 GMAC per frame, direct → Winograd | max pixel difference |",
-        "|---:|---:|---:|---:|---:|---|---:|",
+        "| threads | batch | direct frames/s | Winograd frames/s | speedup (best) "
+        "| speedup (median) | 3x3 GMAC per frame, direct → Winograd | max pixel difference |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for g in payload["graphs"]:
         b = g["batch"]
         lines.append(
-            f"| {b} | {g['frames_per_s']['direct']} | {g['frames_per_s']['winograd']} | "
+            f"| {g['threads']} | {b} | {g['frames_per_s']['direct']} | {g['frames_per_s']['winograd']} | "
             f"**{g['speedup']:.2f}×** | {g['speedup_median']:.2f}× | "
             f"{g['conv3x3_gmac']['direct'] / b:.2f} → {g['conv3x3_gmac']['winograd'] / b:.2f} | "
             f"{g['max_pixel_diff']} |"
@@ -231,8 +235,9 @@ def write_markdown(payload: dict, path: Path) -> None:
         "",
         "## Per layer",
         "",
-        "| batch | layer | kind | channels | map | direct ms | F2 | F4 | F6 | the rule's tile |",
-        "|---:|---|---|---:|---|---:|---:|---:|---:|---|",
+        "| threads | batch | layer | kind | channels | map | direct ms | F2 | F4 | F6 "
+        "| the rule's tile |",
+        "|---:|---:|---|---|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in payload["layers"]:
         b, c, h, w = r["shape"]
@@ -240,7 +245,7 @@ def write_markdown(payload: dict, path: Path) -> None:
         cells = " | ".join(f"{sp[f'F{m}']:.2f}×" for m in TILES)
         rule = f"F{r['rule_tile']}" if r["rule_tile"] else "direct"
         lines.append(
-            f"| {b} | {r['layer']} | {r['kind']} | {c} | {h}x{w} | {r['direct_ms']:.2f} | "
+            f"| {r['threads']} | {b} | {r['layer']} | {r['kind']} | {c} | {h}x{w} | {r['direct_ms']:.2f} | "
             f"{cells} | {rule} |"
         )
     lines += ["", f"Reproduce: `{payload['command']}`", ""]
@@ -251,7 +256,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--batches", default="4,1")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="2,1", help="ONNX Runtime threads to measure")
     parser.add_argument("--reps", type=int, default=15, help="repetitions per layer form")
     parser.add_argument("--graph-reps", type=int, default=12, help="whole-graph repetitions")
     parser.add_argument("--no-layers", action="store_true", help="the whole graph only")
@@ -266,11 +271,12 @@ def main() -> None:
     layers, graphs = [], []
     for batch in (int(b) for b in args.batches.split(",")):
         direct = build_graph(folded, batch)
-        print(f"batch {batch}: whole graph", flush=True)
-        graphs.append(bench_graph(direct, args.threads, args.graph_reps))
-        print(f"  {graphs[-1]}", flush=True)
-        if not args.no_layers:
-            layers += bench_layers(direct, args.threads, args.reps)
+        for threads in (int(t) for t in args.threads.split(",")):
+            print(f"batch {batch}, {threads} threads: whole graph", flush=True)
+            graphs.append(bench_graph(direct, threads, args.graph_reps))
+            print(f"  {graphs[-1]}", flush=True)
+            if not args.no_layers:
+                layers += bench_layers(direct, threads, args.reps)
     sgemm.append(sgemm_peak()["gflops"])
     payload = {
         "environment": environment(),

@@ -187,26 +187,32 @@ def _fresh_probe():
     plan.reset_probe()
 
 
-def test_plan_chooses_by_cpu_flags(_fresh_probe, monkeypatch):
+def test_plan_chooses_by_cpu_flags_and_threads(_fresh_probe, monkeypatch):
     spec = ModelSpec(resolution=128, batch_size=4)
-    assert plan.conv_form_for("cpu", "fp32", frozenset({"avx2", "avx512f"}))[0] == "winograd"
-    form, why = plan.conv_form_for("cpu", "fp32", frozenset({"avx2", "fma"}))
-    assert form == "direct" and "avx512f" in why
-    assert plan.conv_form_for("cuda", "fp16", frozenset({"avx512f"}))[0] == "direct"
-    assert plan.conv_form_for("cpu", "int8", frozenset({"avx512f"}))[0] == "direct"
+    avx512, avx2 = frozenset({"avx2", "avx512f"}), frozenset({"avx2", "fma"})
+    assert plan.conv_form_for("cpu", "fp32", avx512, threads=1)[0] == "winograd"
+    form, why = plan.conv_form_for("cpu", "fp32", avx512, threads=2)
+    assert form == "direct" and "2 threads" in why  # measured no faster there
+    form, why = plan.conv_form_for("cpu", "fp32", avx2, threads=1)
+    assert form == "direct" and "avx512f" in why  # no measurement without AVX-512
+    assert plan.conv_form_for("cuda", "fp16", avx512, threads=1)[0] == "direct"
+    assert plan.conv_form_for("cpu", "int8", avx512, threads=1)[0] == "direct"
+
     monkeypatch.setitem(plan._probe, "cpu_flags", ("avx2", "fma"))
-    p = resolve(spec, offered=(CPU,))
+    p = resolve(spec, offered=(CPU,), threads=1)
     assert p.conv_form == "direct" and p.to_dict()["conv_form"] == "direct"
     plan.reset_probe()
     monkeypatch.setitem(plan._probe, "cpu_flags", ("avx2", "avx512f"))
-    p = resolve(spec, offered=(CPU,))
+    p = resolve(spec, offered=(CPU,), threads=1)
     assert p.conv_form == "winograd" and p.graph.conv_form == "winograd"
     assert any(n.startswith("conv winograd") for n in p.notes)
-    assert resolve(spec, offered=(CPU,), conv_form="direct").conv_form == "direct"
-    assert resolve(ModelSpec(precision="int8"), offered=(CPU,)).conv_form == "direct"
-    gpu = resolve(spec, offered=(CUDA, CPU), loadable=(CUDA, CPU), encoder="x264")
-    assert gpu.conv_form == "direct"
-    assert gpu.on_cpu("test").conv_form == "winograd"
+    assert p.for_threads(2).conv_form == "direct" and p.for_threads(1) is p
+    assert resolve(spec, offered=(CPU,), threads=2).conv_form == "direct"
+    assert resolve(spec, offered=(CPU,), threads=2, conv_form="winograd").conv_form == "winograd"
+    assert resolve(ModelSpec(precision="int8"), offered=(CPU,), threads=1).conv_form == "direct"
+    gpu = resolve(spec, offered=(CUDA, CPU), loadable=(CUDA, CPU), encoder="x264", threads=1)
+    assert gpu.conv_form == "direct" and gpu.for_threads(1) is gpu
+    assert gpu.on_cpu("test").for_threads(1).conv_form == "winograd"
 
 
 def test_graph_spec_keeps_winograd_to_fp32_rgb():

@@ -108,7 +108,9 @@ def environment() -> dict[str, Any]:
         "cores_usable": affinity,
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1) if psutil else None,
         "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
         "platform": platform.platform(),
         "versions": {
             "python": platform.python_version(),

@@ -228,7 +228,9 @@ def cached_graph(plan: Plan) -> Path | None:
         source = resolve_weights(plan.spec.weights, plan.graph.resolution, download=False)
     except (OSError, ValueError):  # weights to download, or a bad value the render reports
         return None
-    return cached_onnx(graph_key(source, plan.graph))
+    key = graph_key(source, plan.graph)
+    sweep(onnx_path(key).parent)  # exports and optimised graphs killed before they finished
+    return cached_onnx(key)
 
 
 def _ensure(

@@ -76,7 +76,7 @@ class Engine:
                 if model is not None:
                     fields["resolution"] = model
                 spec = ModelSpec(**fields)
-            plan = resolve(spec, encoder=encoder, workers=workers)
+            plan = resolve(spec, encoder=encoder, workers=workers, threads=threads)
         self.plan: Plan = plan
         self.threads = threads
         self.progress: ProgressCallback = progress or no_progress

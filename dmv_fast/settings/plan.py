@@ -48,9 +48,13 @@ _GMAC = {128: 7.5, 256: 24.6, 512: 31.9}
 #: Precision ``auto`` picks on the CPU (see benchmarks/results/int8_cpu.md for why not int8).
 CPU_AUTO_PRECISION = "fp32"
 #: CPU flags under which the fp32 graph computes its wide 3x3 convolutions as Winograd
-#: transforms: measured faster there (benchmarks/results/winograd_cpu.md). Other CPUs keep the
-#: direct convolutions until a measurement says otherwise.
+#: transforms, for a session on at most :data:`WINOGRAD_MAX_THREADS` threads: measured faster
+#: there (benchmarks/results/winograd_cpu.md: 1.08x the whole graph on one AVX-512 thread,
+#: 1.00x on two, where ONNX Runtime's direct convolutions use both cores and the transforms'
+#: memory shuffles do not). Other CPUs keep the direct convolutions until a measurement says
+#: otherwise.
 WINOGRAD_FLAGS = ("avx512f",)
+WINOGRAD_MAX_THREADS = 1
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -168,6 +172,16 @@ class Plan:
             notes=notes,
         )
 
+    def for_threads(self, threads: int | None) -> Plan:
+        """This plan for a generator session on ``threads`` CPU threads (None: one per core):
+        a CPU plan's convolution form follows the thread count (:func:`conv_form_for`)."""
+        if self.on_gpu:
+            return self
+        form, note = conv_form_for("cpu", self.precision, threads=threads)
+        if form == self.conv_form:
+            return self
+        return dataclasses.replace(self, conv_form=form, notes=(*self.notes, note))
+
     def on_cpu(self, why: str) -> Plan:
         """The CPU plan for the same request: capped batch, fp32 (or int8), RGB."""
         precision = cpu_precision(self.spec)
@@ -208,13 +222,18 @@ def cpu_flags() -> frozenset[str]:
 
 
 def conv_form_for(
-    backend: str, precision: str, flags: frozenset[str] | None = None
+    backend: str,
+    precision: str,
+    flags: frozenset[str] | None = None,
+    threads: int | None = None,
 ) -> tuple[str, str]:
     """How a plan's graph computes its 3x3 convolutions, and the one-line reason.
 
     ``winograd`` for the CPU's fp32 graph on a CPU with every flag of
-    :data:`WINOGRAD_FLAGS`; ``direct`` otherwise: GPUs choose their own algorithms, int8
-    graphs are quantized from the direct graph, and other CPUs have no measurement yet.
+    :data:`WINOGRAD_FLAGS`, run by a session on at most :data:`WINOGRAD_MAX_THREADS` threads
+    (``threads``; None: one per core); ``direct`` otherwise: GPUs choose their own
+    algorithms, int8 graphs are quantized from the direct graph, other CPUs have no
+    measurement yet, and with more threads the direct convolutions were as fast.
     """
     if backend != "cpu":
         return "direct", "conv direct: the GPU chooses its own convolution algorithms"
@@ -227,7 +246,15 @@ def conv_form_for(
             f"conv direct: this CPU lacks {', '.join(missing)} (Winograd measured faster "
             f"only with {', '.join(WINOGRAD_FLAGS)})"
         )
-    return "winograd", f"conv winograd: the CPU has {', '.join(WINOGRAD_FLAGS)}"
+    threads = threads or os.cpu_count() or 1
+    if threads > WINOGRAD_MAX_THREADS:
+        return "direct", (
+            f"conv direct: {threads} threads per session (Winograd measured faster only on "
+            f"{WINOGRAD_MAX_THREADS})"
+        )
+    return "winograd", (
+        f"conv winograd: the CPU has {', '.join(WINOGRAD_FLAGS)}, {threads} thread per session"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,6 +334,7 @@ def resolve(
     offered: tuple[str, ...] | None = None,
     loadable: tuple[str, ...] | None = None,
     conv_form: str | None = None,
+    threads: int | None = None,
 ) -> Plan:
     """Settle backend, providers, precision, graph batch, pixel format, convolution form,
     encoder and workers.
@@ -319,6 +347,8 @@ def resolve(
         offered, loadable: provider lists to use instead of probing (tests).
         conv_form: ``"direct"`` or ``"winograd"`` instead of :func:`conv_form_for`'s choice
             (benchmarks comparing the two; ``winograd`` only where the graph allows it).
+        threads: the CPU threads of the generator's session (None: one per core), which
+            the convolution form follows.
 
     Raises:
         ValueError: an explicit backend or encoder this machine cannot run (one line, before
@@ -379,7 +409,7 @@ def resolve(
     if batch != spec.batch_size:
         notes.append(f"graph batch {batch}: the CPU batch cap")
     pixel_format = "yuv420p" if on_gpu else "rgb24"
-    form, form_note = conv_form_for(backend, precision)
+    form, form_note = conv_form_for(backend, precision, threads=threads)
     if conv_form is not None:
         form = choice("conv_form", conv_form, CONV_FORMS)
         form_note = f"conv {form}: asked for"
