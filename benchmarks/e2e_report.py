@@ -57,8 +57,9 @@ def markdown(report: dict) -> str:
         f"{report['settings']['resolution']} px, batch {report['settings']['batch_size']}, "
         f"frame length {report['settings']['frame_length']}, random weights, same vectors; each "
         "side in its own process (wall time includes imports and model setup), the sides "
-        f"alternating. dmv-fast runs twice: with the graph the plan chooses here ({form} "
-        "convolutions) and with today's graph (direct convolutions everywhere).",
+        "alternating. dmv-fast runs twice: with the new graph (its wide 3x3 convolutions as "
+        "Winograd transforms) and with today's graph (direct convolutions everywhere). For a "
+        f"render on all of this machine's cores its plan picks {form} convolutions.",
         "",
         "| | original's way | dmv-fast, today's graph | dmv-fast, new graph | new vs original "
         "| new vs today's graph |",
