@@ -16,6 +16,9 @@ from starting the process to the first batch of frames reaching the encoder. Cas
 - ``warm, no optimised graph``: a warm run after removing ONNX Runtime's optimised graph (the
   first session of a graph optimises it and saves it).
 
+Also timed: building the generator session alone (``Generator`` on the cached graph, in this
+process), from the optimised graph and from the graph itself, alternating.
+
 The graph is exported once beforehand into a cache of the benchmark's own (an export is a
 once-per-model cost), so every case finds it there. Results: ``startup_cpu.json`` and
 ``startup_cpu.md``, with the machine's flags and load.
@@ -92,6 +95,31 @@ def fresh_install(folder: Path) -> tuple[Path, float]:
     return clone / ".venv" / "bin" / "python", time.perf_counter() - t0
 
 
+def session_times(cache: Path, repeat: int) -> dict:
+    """Seconds to build the CPU session of the plan's cached graph: from ONNX Runtime's
+    optimised form of it (kept beside it) and from the graph itself (optimised on the way)."""
+    from dmv_fast.model.cache import ensure_graph
+    from dmv_fast.model.runtime import Generator
+    from dmv_fast.settings.plan import resolve
+    from dmv_fast.settings.spec import ModelSpec
+
+    plan = resolve(ModelSpec(resolution=128, weights="random", backend="cpu"))
+    path = ensure_graph(plan)
+    times: dict[str, list[float]] = {"optimised graph kept": [], "graph optimised": []}
+    Generator(path, plan=plan)  # untimed: the optimised form saved, the file in the OS cache
+    for _ in range(repeat):
+        for case in times:
+            if case == "graph optimised":
+                drop_optimized(cache)
+            t0 = time.perf_counter()
+            gen = Generator(path, plan=plan)
+            times[case].append(round(time.perf_counter() - t0, 3))
+            del gen
+    return {
+        k: {"runs": v, "best_s": min(v), "median_s": statistics.median(v)} for k, v in times.items()
+    }
+
+
 def summary(runs: list[dict]) -> dict:
     firsts = [r["first_frame_s"] for r in runs]
     return {
@@ -126,6 +154,18 @@ def write_markdown(report: dict, path: Path) -> None:
             f"| {name} | {case['first_frame_median_s']:.1f} | {case['first_frame_best_s']:.1f} "
             f"| {firsts} | {'' if name == 'warm' else f'{behind:+.1f}'} |"
         )
+    sessions = report.get("session")
+    if sessions:
+        lines += [
+            "",
+            "Building the generator session alone (this virtualenv, the cached graph):",
+            "",
+            "| session from | median s | runs |",
+            "|---|---:|---|",
+        ]
+        for name, case in sessions.items():
+            runs = ", ".join(f"{t:.2f}" for t in case["runs"])
+            lines.append(f"| {name} | {case['median_s']:.2f} | {runs} |")
     lines += [
         "",
         f"The fresh install took {report['setup_s']:.0f} s to set up (`make setup`: the "
@@ -196,6 +236,7 @@ def main() -> None:
             "load_before": load_before,
             "load_after": [round(x, 2) for x in os.getloadavg()],
             "cases": {k: summary(v) for k, v in cases.items()},
+            "session": session_times(cache, max(3, args.repeat)),
         }
     finally:
         if args.keep is None:
