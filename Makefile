@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -e ".[cpu,export,dev,ray,plot,osc,window,ndi]"
+	# Compile the analysis and trajectory kernels into numba's cache now, not on the first render.
+	$(VENV)/bin/dmv-fast warm-up --quiet
 	touch $(STAMP)
 
 demo: setup

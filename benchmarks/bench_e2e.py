@@ -10,7 +10,11 @@ BigGAN-deep weights' architecture and the same noise and class vectors:
   audio muxed as AAC;
 - dmv-fast: ``dmv_fast.render.api.render`` with a :class:`~dmv_fast.settings.spec.ModelSpec` (ONNX
   Runtime on the CPU at the plan's batch, capped at 4 there; uint8 made in the graph;
-  generation overlapped with a streaming libx264 encode, crf 20, preset veryfast).
+  generation overlapped with a streaming libx264 encode, crf 20, preset veryfast), twice:
+  with the new graph (``dmv-fast``: the wide 3x3 convolutions as Winograd transforms,
+  :mod:`dmv_fast_export.winograd`) and with today's graph, direct convolutions everywhere
+  (``dmv-fast-direct``), so the new graph's gain is measured side by side. Which of the two
+  the plan itself picks for this machine is recorded (``dmv_fast_plan``).
 
 Each side runs in its own Python process, so its wall time includes the imports and model
 setup a user waits for, and its peak RSS (``VmHWM``) is its own. A short untimed warm-up
@@ -68,6 +72,13 @@ def _options(song: str, output: str, frame_length: int):
         seed=SEED,
         encoder="x264",
     )
+
+
+def _plan(resolution: int, batch_size: int, conv_form: str | None = None):
+    """dmv-fast's plan for these settings; ``conv_form`` overrides the CPU's choice."""
+    from dmv_fast.settings.plan import resolve
+
+    return resolve(_spec(resolution, batch_size), encoder="x264", conv_form=conv_form)
 
 
 def _spec(resolution: int, batch_size: int):
@@ -191,12 +202,10 @@ def child_dmv_fast(args: argparse.Namespace) -> dict:
 
     imports = time.perf_counter() - t_start
     options = _options(args.song, args.output, args.frame_length)
-    vis = Visualizer(_spec(args.resolution, args.batch_size), encoder=options.encoder)
-    t0 = time.perf_counter()
-    gen = vis.generator
-    load = time.perf_counter() - t0
+    vis = Visualizer(_plan(args.resolution, args.batch_size, args.conv_form))
     result = render(options, overwrite=True, visualizer=vis)
-    timings = {"imports": imports, "session": load, **result.timings}
+    gen = vis.generator  # loaded during the render, while the song was analysed
+    timings = {"imports": imports, **result.timings}
     return {
         "frames": result.frames,
         "timings": {k: round(v, 3) for k, v in timings.items()},
@@ -212,7 +221,7 @@ def child_generate(args: argparse.Namespace) -> dict:
 
     options = _options(args.song, args.output, args.frame_length)
     _, vectors = _vectors(options)
-    vis = Visualizer(_spec(args.resolution, args.batch_size), encoder=options.encoder)
+    vis = Visualizer(_plan(args.resolution, args.batch_size, args.conv_form))
     gen = vis.generator
     gen.generate(vectors.noise[:1], vectors.class_vectors[:1], options.truncation)  # warm-up
     t0 = time.perf_counter()
@@ -223,6 +232,8 @@ def child_generate(args: argparse.Namespace) -> dict:
 
 
 CHILDREN = {"original": child_original, "dmv-fast": child_dmv_fast, "generate": child_generate}
+#: The sides timed: the original's way, dmv-fast with the plan's graph and with today's graph.
+SIDES = ("original", "dmv-fast", "dmv-fast-direct")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -231,9 +242,12 @@ CHILDREN = {"original": child_original, "dmv-fast": child_dmv_fast, "generate": 
 
 def run_child(kind: str, song: Path, output: Path, args: argparse.Namespace) -> dict:
     result_file = output.with_suffix(".json")
+    form = ["--conv-form", "direct" if kind.endswith("-direct") else "winograd"]
+    kind = kind.removesuffix("-direct")
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
+        *form,
         "--child",
         kind,
         "--song",
@@ -307,6 +321,7 @@ def main() -> None:
         help="also time dmv-fast at this batch size (repeatable)",
     )
     parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument("--conv-form", choices=("direct", "winograd"), help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=sorted(CHILDREN))
     parser.add_argument("--song")
     parser.add_argument("--output")
@@ -320,19 +335,26 @@ def main() -> None:
         return
 
     from dmv_fast.bench import environment, write_song
-    from dmv_fast.bench.machine import GRAPH_GMAC, ORIGINAL_GMAC, peak_fraction, sgemm_peak
+    from dmv_fast.bench.machine import (
+        GRAPH_GMAC,
+        ORIGINAL_GMAC,
+        cpu_flags,
+        peak_fraction,
+        sgemm_peak,
+    )
     from dmv_fast.model.cache import ensure_graph
-    from dmv_fast.settings.plan import resolve
 
     args.out.mkdir(parents=True, exist_ok=True)
     # The ONNX graphs are exported once and cached; a user pays that once, not per render.
     plans = {}
     for batch in [args.batch_size, *args.extra_batch]:
-        plans[batch] = resolve(_spec(args.resolution, batch), encoder="x264")
-        ensure_graph(plans[batch])
+        plans[batch] = _plan(args.resolution, batch)  # the plan's own choice, recorded
+        ensure_graph(_plan(args.resolution, batch, "winograd"))
+    ensure_graph(_plan(args.resolution, args.batch_size, "direct"))
+    load_start = [round(x, 2) for x in os.getloadavg()]
     sgemm = [sgemm_peak()]
-    runs: dict[str, list[dict]] = {"original": [], "dmv-fast": []}
-    startup: dict[str, list[dict]] = {"original": [], "dmv-fast": []}
+    runs: dict[str, list[dict]] = {k: [] for k in SIDES}
+    startup: dict[str, list[dict]] = {k: [] for k in SIDES}
     extra: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="dmv-fast-e2e-") as tmp:
         work = Path(tmp)
@@ -340,13 +362,13 @@ def main() -> None:
         short = write_song(work / "short.wav", STARTUP_SONG_S)
         first: dict[str, float] = {}
         if not args.no_warmup:
-            for kind in ("dmv-fast", "original"):
+            for kind in ("dmv-fast", "dmv-fast-direct", "original"):
                 print(f"warm-up: {kind}", file=sys.stderr)
                 first[kind] = run_child(kind, short, work / f"warmup-{kind}.mp4", args)["wall_s"]
         # The fixed cost of a render: a 1-second song in a fresh process (imports, numba's
         # compiled kernels from its cache, the model session, the encoder), alternating sides.
         for i in range(args.repeat):
-            for kind in ("original", "dmv-fast"):
+            for kind in SIDES:
                 print(f"start-up {kind} ({i + 1}/{args.repeat})", file=sys.stderr)
                 out = work / f"short-{kind}.mp4"
                 result = run_child(kind, short, out, args)
@@ -354,7 +376,7 @@ def main() -> None:
                 startup[kind].append(result)
         load_before = round(os.getloadavg()[0], 2)
         for i in range(args.repeat):
-            for kind in ("original", "dmv-fast"):
+            for kind in SIDES:
                 print(f"timing {kind} ({i + 1}/{args.repeat})", file=sys.stderr)
                 out = work / f"{kind}.mp4"
                 result = run_child(kind, song, out, args)
@@ -371,19 +393,27 @@ def main() -> None:
             result["batch_size"] = batch
             extra.append(result)
         print("timing ONNX Runtime generation alone", file=sys.stderr)
-        gen = run_child("generate", song, work / "generate.mp4", args)
+        gens: dict[str, list[dict]] = {"generate": [], "generate-direct": []}
+        for _ in range(args.repeat):
+            for kind in gens:
+                gens[kind].append(run_child(kind, song, work / f"{kind}.mp4", args))
         sgemm.append(sgemm_peak())  # right after the generator alone, under the same load
 
     # The fastest of the repeats: interference from other jobs only ever adds time.
     original = min(runs["original"], key=lambda r: r["wall_s"])
     fast = min(runs["dmv-fast"], key=lambda r: r["wall_s"])
+    direct = min(runs["dmv-fast-direct"], key=lambda r: r["wall_s"])
     frames = original["frames"]
+    gen = min(gens["generate"], key=lambda r: r["timings"]["ort_generate"])
+    gen_direct = min(gens["generate-direct"], key=lambda r: r["timings"]["ort_generate"])
     ort_gen = gen["timings"]["ort_generate"]
+    ort_gen_direct = gen_direct["timings"]["ort_generate"]
     torch_gen = original["timings"]["torch_generate"]
     peak = max(s["gflops"] for s in sgemm)
     ort_fps, torch_fps = gen["frames"] / ort_gen, frames / torch_gen
     start_o = min(startup["original"], key=lambda r: r["wall_s"])
     start_d = min(startup["dmv-fast"], key=lambda r: r["wall_s"])
+    start_dd = min(startup["dmv-fast-direct"], key=lambda r: r["wall_s"])
     report = {
         "environment": environment(),
         "settings": {
@@ -396,10 +426,13 @@ def main() -> None:
             "classes": list(CLASSES),
             "repeat": args.repeat,
         },
+        "cpu_flags": cpu_flags(),
+        "load_start": load_start,
         "load_before": load_before,
         "load_after": load_after,
         "original": original,
         "dmv_fast": fast,
+        "dmv_fast_direct": direct,
         "all_runs": {k: [r["wall_s"] for r in v] for k, v in runs.items()},
         "dmv_fast_other_batches": extra,
         "dmv_fast_plan": plans[args.batch_size].to_dict(),
@@ -407,6 +440,7 @@ def main() -> None:
             "song_seconds": STARTUP_SONG_S,
             "original": start_o,
             "dmv_fast": start_d,
+            "dmv_fast_direct": start_dd,
             "all_runs": {k: [r["wall_s"] for r in v] for k, v in startup.items()},
             "first_run_wall_s": first,
         },
@@ -420,11 +454,22 @@ def main() -> None:
             "torch": peak_fraction(torch_fps, ORIGINAL_GMAC[args.resolution], peak),
         },
         "ort_generate_s": ort_gen,
+        "ort_generate_direct_s": ort_gen_direct,
+        "generate_all_runs": {
+            k: [r["timings"]["ort_generate"] for r in v] for k, v in gens.items()
+        },
         "ratios": {
+            "graph_speedup": round(direct["wall_s"] / fast["wall_s"], 3),
+            "graph_generator_speedup": round(ort_gen_direct / ort_gen, 3),
+            "graph_without_startup": round(
+                (direct["wall_s"] - start_dd["wall_s"]) / (fast["wall_s"] - start_d["wall_s"]), 3
+            ),
+            "direct_speedup": round(original["wall_s"] / direct["wall_s"], 3),
             "speedup": round(original["wall_s"] / fast["wall_s"], 3),
             "memory": round(fast["peak_rss_mb"] / original["peak_rss_mb"], 3),
             "torch_fps": round(torch_fps, 3),
             "ort_fps": round(ort_fps, 3),
+            "ort_direct_fps": round(gen_direct["frames"] / ort_gen_direct, 3),
             "generator_speedup": round(ort_fps / torch_fps, 3),
             "startup": round(start_o["wall_s"] / start_d["wall_s"], 3),
             "without_startup": round(

@@ -8,6 +8,9 @@ other classes and draws than the calibration's) at truncations 0.2, 0.5 and 1.0:
 and the worst frame. Every result carries this machine's fp32 peak (NumPy sgemm, measured in
 the same run) and the share of it each graph reaches.
 
+``--winograd`` also times the fp32 graph in the form the plan gives AVX-512 CPUs (Winograd
+convolutions, :mod:`dmv_fast_export.winograd`) in the same alternating loop: int8 graphs are
+quantized from the direct fp32 graph, so this says which of the two is faster here.
 ``--in-range`` also calibrates and checks the 128-px graph on vectors inside the range the
 random weights were made for (see :func:`in_range_vectors`). ``--groups`` also quantizes the
 128-px graph with each layer group kept in float32 alone (none, first linear, attention, last
@@ -16,7 +19,7 @@ recipe of ``int8_recipes.RECIPES`` (QDQ or QOperator, which op types, u8 or s8 a
 options) and runs them all against fp32 in one alternating loop.
 
     python benchmarks/bench_int8.py [--resolutions 128,256] [--batches 1,4] [--reps 5]
-        [--threads 2] [--frames 8] [--groups] [--recipes] [--in-range]
+        [--threads 2] [--frames 8] [--groups] [--recipes] [--in-range] [--winograd]
         [--weights random|pretrained]
         [--out benchmarks/results]
         [--from-json benchmarks/results/int8_cpu.json]
@@ -229,6 +232,24 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {i8['gflops']} ({i8['fraction_of_sgemm']:.0%}) "
             f"| {row['foreign_cpu_cores_median']} | {row['reps']} |"
         )
+    wino = [row for row in result["speed"] if "fp32-winograd" in row]
+    if wino:
+        lines += [
+            "",
+            "The fp32 graph in its Winograd form (the plan's on AVX-512 CPUs; int8 is quantized "
+            "from the direct graph) in the same alternating loop:",
+            "",
+            "| resolution | batch | fp32 Winograd frames/s | Winograd/fp32 (best) | (median) "
+            "| int8/Winograd (best) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in wino:
+            w = row["fp32-winograd"]
+            lines.append(
+                f"| {row['resolution']} | {row['batch']} | {w['fps_best']:.2f} "
+                f"| {row['ratio_best_fp32-winograd']:.2f}x | {row['ratio_median_fp32-winograd']:.2f}x "
+                f"| {row['int8']['fps_best'] / w['fps_best']:.2f}x |"
+            )
     lines += [
         "",
         "Other processes used the median number of cores in the 'other load' column during "
@@ -363,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--in-range", action="store_true", help="128 px quality on in-range vectors too"
     )
+    parser.add_argument("--winograd", action="store_true", help="also time the fp32 Winograd graph")
     parser.add_argument(
         "--from-json",
         default=None,
@@ -405,18 +427,19 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             fp32 = models.ensure_onnx(res, weights(res), "fp32", batch)
             int8 = models.ensure_onnx(res, weights(res), "int8", batch)
-            paths[batch] = (fp32, int8)
+            paths[batch] = {"fp32": fp32, "int8": int8}
+            if args.winograd:
+                paths[batch]["fp32-winograd"] = models.ensure_onnx(
+                    res, weights(res), "fp32", batch, conv_form="winograd"
+                )
             logging.info(
                 "%d px batch %d: graphs ready in %.0f s", res, batch, time.perf_counter() - t0
             )
-        fp32, int8 = paths[max(batches)]
+        fp32, int8 = paths[max(batches)]["fp32"], paths[max(batches)]["int8"]
         result["quality"][str(res)] = quality_figures(int8, fp32, args.frames, args.threads)
         logging.info("%d px quality: %s", res, result["quality"][str(res)])
         for batch in batches:
-            fp32, int8 = paths[batch]
-            row = speed(
-                {"fp32": fp32, "int8": int8}, batch, args.threads, args.reps, args.max_seconds
-            )
+            row = speed(paths[batch], batch, args.threads, args.reps, args.max_seconds)
             row = {"resolution": res, "batch": batch, **row}
             add_fractions(row)
             result["speed"].append(row)
@@ -445,8 +468,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_fractions(row: dict[str, Any]) -> None:
     """GFLOP/s of each graph and its share of the sgemm peak taken in the same repetitions."""
-    for name in ("fp32", "int8"):
-        gmac = GRAPH_GMAC[row["resolution"]]
+    for name in ("fp32", "int8", "fp32-winograd"):
+        if name not in row:
+            continue
+        gmac = GRAPH_GMAC[row["resolution"]]  # direct-convolution work, for every graph
         fps, peak = row[name]["fps_best"], row["sgemm_gflops_best"]
         row[name]["gflops"] = round(2 * gmac * fps, 1)
         row[name]["fraction_of_sgemm"] = peak_fraction(fps, gmac, peak)

@@ -69,7 +69,8 @@ def warm_cache(tmp_path_factory, tiny) -> Path:
         mp.setenv("DMV_FAST_CACHE", str(cache))
         result = cli(*args(work, tiny))
     assert result.code == 0, result.stderr
-    assert len(tree(cache) - {"onnx"}) == 2  # the graph and its sidecar
+    # The graph, its sidecar and ONNX Runtime's optimised form of it.
+    assert len(tree(cache) - {"onnx"}) == 3
     return cache
 
 
@@ -572,14 +573,22 @@ CACHES: dict[str, Callable[[Path], None]] = {
     "graph empty": lambda c: _only(c, ".onnx").write_bytes(b""),
     "sidecar damaged": lambda c: _only(c, ".json").write_text("{"),
     "sidecar missing": lambda c: _only(c, ".json").unlink(),
+    "optimised graph truncated": lambda c: _truncate(_only(c, ".onnx", ".ort-"), 0.5),
+    "optimised graph missing": lambda c: _only(c, ".onnx", ".ort-").unlink(),
     "stale export temporary": lambda c: (
         _only(c, ".onnx").parent / f".x.onnx.tmp-{_dead_pid()}-0123abcd"
     ).write_bytes(b"x" * 1000),
 }
 
 
-def _only(cache: Path, suffix: str) -> Path:
-    (found,) = [p for p in cache.rglob("*" + suffix) if not p.name.startswith(".")]
+def _only(cache: Path, suffix: str, kind: str = "") -> Path:
+    """The one file ending in ``suffix``: the graph's own (``kind=""``) or, with
+    ``kind=".ort-"``, ONNX Runtime's optimised form of it."""
+    (found,) = [
+        p
+        for p in cache.rglob("*" + suffix)
+        if not p.name.startswith(".") and (kind in p.name if kind else ".ort-" not in p.name)
+    ]
     return found
 
 
@@ -845,4 +854,4 @@ def test_signal(sig, point, extra, code, run, tiny, tmp_path, monkeypatch, warm_
     succeeded(cli(*args(run, tiny, *extra)))
     assert files(run) == RESULT | ({"o.frames"} if extra else set())
     assert not [p for p in tree(cache) if ".tmp-" in p]
-    assert len(tree(cache) - {"onnx"}) == 2
+    assert len(tree(cache) - {"onnx"}) == 3

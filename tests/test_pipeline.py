@@ -242,8 +242,9 @@ def test_planes_made_in_the_graph_give_the_same_video(tmp_path, tiny_weights, mo
     song = _song(tmp_path / "song.wav", 2.0, 22050, 1)
     plain = render(_opts(song, tmp_path / "rgb.mp4", tiny_weights, crf=0))
     cpu_plan = pipeline.Visualizer(_opts(song, tmp_path / "yuv.mp4", tiny_weights)[1]).plan
-    # The GPU plan's graph (batch 4, YUV planes made in the graph) run by the CPU provider.
-    gpu_like = dataclasses.replace(cpu_plan, pixel_format="yuv420p")
+    # The GPU plan's graph (batch 4, YUV planes made in the graph, direct convolutions) run by
+    # the CPU provider.
+    gpu_like = dataclasses.replace(cpu_plan, pixel_format="yuv420p", conv_form="direct")
     vis = pipeline.Visualizer(gpu_like)
     assert vis.encoder_format == "yuv420p"
     planes = render(_opts(song, tmp_path / "yuv.mp4", tiny_weights, crf=0), visualizer=vis)

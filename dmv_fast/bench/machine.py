@@ -102,11 +102,15 @@ def environment() -> dict[str, Any]:
         "device": ", ".join(g["name"] for g in gpus) if gpus else "CPU only (no NVIDIA GPU)",
         "gpus": gpus,
         "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cores_logical": os.cpu_count(),
         "cores_physical": psutil.cpu_count(logical=False) if psutil else None,
         "cores_usable": affinity,
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1) if psutil else None,
         "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
         "platform": platform.platform(),
         "versions": {
             "python": platform.python_version(),

@@ -91,7 +91,8 @@ def call_stats(times: list[float], batch: int) -> dict[str, Any]:
 
 
 def count_macs(model: Any, batch: int) -> dict[str, int]:
-    """Multiply-accumulates per frame of a graph's Conv, MatMul and Gemm nodes.
+    """Multiply-accumulates per frame of a graph's Conv, ConvTranspose, MatMul and Gemm nodes
+    (a Winograd graph's transforms and batched products included).
 
     Args:
         model: an ``onnx.ModelProto`` with static shapes (its large weights may be left out:
@@ -111,9 +112,12 @@ def count_macs(model: Any, batch: int) -> dict[str, int]:
         shapes[t.name] = list(t.dims)
     counts = {"conv": 0, "matmul": 0}
     for node in inferred.graph.node:
-        if node.op_type == "Conv":
+        if node.op_type == "Conv":  # weights [O, C / group, kh, kw]: per output element
             w = shapes[node.input[1]]
             counts["conv"] += int(np.prod(shapes[node.output[0]])) * w[1] * w[2] * w[3]
+        elif node.op_type == "ConvTranspose":  # weights [C, O / group, kh, kw]: per input
+            w = shapes[node.input[1]]
+            counts["conv"] += int(np.prod(shapes[node.input[0]])) * w[1] * w[2] * w[3]
         elif node.op_type in ("MatMul", "Gemm"):
             a = shapes[node.input[0]]
             k = a[-1] if node.op_type == "MatMul" else a[1]

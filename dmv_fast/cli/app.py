@@ -1,7 +1,7 @@
 """``dmv-fast``: the typer app and the console entry point. The commands live one per module
-(``render``, ``plot``, ``preview``, ``export``, ``batch``, ``live``, ``demo``, ``bench``);
-each parses, builds the settings, calls the library, and exits 1 with a one-line message on a
-handled failure."""
+(``render``, ``plot``, ``preview``, ``export``, ``batch``, ``live``, ``demo``, ``bench``,
+``warm-up``); each parses, builds the settings, calls the library, and exits 1 with a one-line
+message on a handled failure."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dmv_fast.cli.plot import plot
 from dmv_fast.cli.preview import preview
 from dmv_fast.cli.render import render
 from dmv_fast.cli.terminal import expand_bare_ray, expand_multi_value
+from dmv_fast.cli.warmup import warm_up
 from dmv_fast.files import Interrupted, interrupts
 from dmv_fast.version import __version__
 
@@ -48,8 +49,8 @@ def _main(
     """dmv-fast: the Deep Music Visualizer, fast."""
 
 
-for _command in (render, plot, preview, export, demo, bench, batch, live):
-    app.command(_command.__name__)(_command)
+for _command in (render, plot, preview, export, demo, bench, batch, live, warm_up):
+    app.command(_command.__name__.replace("_", "-"))(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,8 @@ Cache layout (under :func:`dmv_fast.model.weights.cache_dir`)::
     <cache>/onnx/<same>.json              what the graph is, its SHA-256, its size, and the
                                           exporter's check (against PyTorch; int8: the
                                           quality against fp32)
+    <cache>/onnx/<same>.ort-<key>.onnx    ONNX Runtime's CPU-optimised form of the graph, for
+                                          one ONNX Runtime version and CPU (:func:`optimized_path`)
     <cache>/tensorrt/                     TensorRT engine and timing caches
 
 A cached graph is re-hashed against its sidecar before use; a damaged or stale one is
@@ -75,10 +77,19 @@ def onnx_key(
     pixel_format: str = "rgb24",
     frame: tuple[int, int] | None = None,
     fill: str = "wide",
+    conv_form: str = "direct",
 ) -> dict[str, Any]:
     """:func:`graph_key` from loose settings (checked as a :class:`GraphSpec`)."""
     graph = GraphSpec(
-        source.resolution, precision, batch_size, scaling, pixels, pixel_format, frame, fill
+        source.resolution,
+        precision,
+        batch_size,
+        scaling,
+        pixels,
+        pixel_format,
+        frame,
+        fill,
+        conv_form,
     )
     return graph_key(source, graph)
 
@@ -93,7 +104,7 @@ def onnx_path(key: dict[str, Any]) -> Path:
     name = (
         f"{key['model']}-{key['resolution']}-{key['precision']}-b{key['batch_size']}"
         f"-x{key['scaling']}-{key['pixels']}{'-yuv' if key['pixel_format'] != 'rgb24' else ''}"
-        f"{shape}-{digest}.onnx"
+        f"{shape}{'-wino' if key.get('conv_form') == 'winograd' else ''}-{digest}.onnx"
     )
     return cache_dir() / "onnx" / name
 
@@ -115,10 +126,45 @@ def cached_onnx(key: dict[str, Any]) -> Path | None:
     if ok:
         return path
     logger.warning("cached graph %s is damaged or stale: exporting it again", path.name)
+    drop_optimized(path)
     for p in (path, sidecar):
         with contextlib.suppress(OSError):
             p.unlink()
     return None
+
+
+def optimized_path(graph: str | os.PathLike[str]) -> Path | None:
+    """Where ONNX Runtime's CPU-optimised form of a cached graph is kept, or None for a graph
+    outside the cache.
+
+    Building a session optimises the graph (fusions, the CPU's blocked convolution layout)
+    before it can run; the optimised graph, saved once, loads with no optimisation at all.
+    It depends on the graph (its SHA-256 from the sidecar), the ONNX Runtime version and the
+    CPU (the blocked layout follows the vector width), so all three are in its name: a
+    change of any gives another file, and the graph's own is rebuilt on first use.
+    """
+    graph = Path(graph)
+    if graph.parent != cache_dir() / "onnx":
+        return None
+    record = onnx_record(graph)
+    if not record or not record.get("onnx_sha256"):
+        return None
+    import onnxruntime as ort
+
+    from dmv_fast.settings.plan import cpu_flags
+
+    ident = json.dumps([record["onnx_sha256"], ort.__version__, sorted(cpu_flags())])
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
+    return graph.with_name(f"{graph.stem}.ort-{digest}.onnx")
+
+
+def drop_optimized(graph: str | os.PathLike[str], keep: Path | None = None) -> None:
+    """Remove the optimised forms of ``graph`` (all but ``keep``): stale versions or CPUs."""
+    graph = Path(graph)
+    for p in graph.parent.glob(f"{graph.stem}.ort-*.onnx"):
+        if p != keep:
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 def onnx_record(path: Path) -> dict[str, Any] | None:
@@ -145,6 +191,7 @@ def ensure_onnx(
     pixel_format: str = "rgb24",
     frame: tuple[int, int] | None = None,
     fill: str = "wide",
+    conv_form: str = "direct",
     force: bool = False,
 ) -> Path:
     """The exported generator graph for these settings, exported on first use.
@@ -170,6 +217,8 @@ def ensure_onnx(
             encoder's YUV 4:2:0 planes.
         frame: ``(height, width)`` of the frames (None: square, ``resolution * scaling``).
         fill: ``"wide"``, ``"crop"`` or ``"pad"`` for a frame that is not square.
+        conv_form: ``"direct"``, or ``"winograd"`` (fp32 CPU graphs, see
+            :func:`dmv_fast.settings.plan.conv_form_for`).
         force: export again even when an intact cached graph exists.
 
     Returns:
@@ -181,7 +230,9 @@ def ensure_onnx(
     Raises:
         ValueError: bad settings or weights. RuntimeError: torch is needed and missing.
     """
-    graph = GraphSpec(resolution, precision, batch_size, scaling, pixels, pixel_format, frame, fill)
+    graph = GraphSpec(
+        resolution, precision, batch_size, scaling, pixels, pixel_format, frame, fill, conv_form
+    )
     path = _ensure(weights, graph, progress, force)
     return path if output is None else copy_onnx(path, output)
 
@@ -189,6 +240,18 @@ def ensure_onnx(
 def ensure_graph(plan: Plan, progress: Progress | None = None, *, force: bool = False) -> Path:
     """The cached graph a :class:`~dmv_fast.settings.plan.Plan` runs (exported on first use)."""
     return _ensure(plan.spec.weights, plan.graph, progress, force)
+
+
+def cached_graph(plan: Plan) -> Path | None:
+    """The plan's graph when it is in the cache and intact, else None: nothing is downloaded
+    or exported (a session can be built from it on a helper thread meanwhile)."""
+    try:
+        source = resolve_weights(plan.spec.weights, plan.graph.resolution, download=False)
+    except (OSError, ValueError):  # weights to download, or a bad value the render reports
+        return None
+    key = graph_key(source, plan.graph)
+    sweep(onnx_path(key).parent)  # exports and optimised graphs killed before they finished
+    return cached_onnx(key)
 
 
 def _ensure(
@@ -205,8 +268,9 @@ def _ensure(
         return path
     fp32 = None
     if graph.precision == "int8":
-        # Quantized from the fp32 graph of the same settings (exported first if needed).
-        fp32_graph = dataclasses.replace(graph, precision="fp32")
+        # Quantized from the fp32 graph of the same settings (exported first if needed), with
+        # direct convolutions: integer kernels run those, not Winograd's transformed products.
+        fp32_graph = dataclasses.replace(graph, precision="fp32", conv_form="direct")
         fp32 = _ensure(weights, fp32_graph, progress, force)
     elif not torch_available():
         raise RuntimeError(f"exporting the generator needs PyTorch: {_EXPORT_HINT}")
@@ -221,6 +285,7 @@ def _make(
 
     path = onnx_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
+    drop_optimized(path)
     started = time.perf_counter()
     with temporary(path) as tmp:
         made = dmv_fast_export.make_graph(source, key, tmp, progress=progress, fp32=fp32)

@@ -13,6 +13,7 @@ out; nothing is allocated per call.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -115,8 +116,11 @@ class Generator:
                     f"{', '.join(model_weights.PRETRAINED)}"
                 )
             if plan is None:
-                spec = ModelSpec(backend=backend, precision=_graph_precision(path))
+                precision, conv_form = _graph_settings(path)
+                spec = ModelSpec(backend=backend, precision=precision)
                 plan = resolve(spec, encoder="x264", workers=1)
+                if not plan.on_gpu:  # the file decides, whatever this CPU would choose
+                    plan = dataclasses.replace(plan, conv_form=conv_form)
         self.model_path = Path(path)
         self.device_id = device_id
         self._lock = threading.Lock()
@@ -184,13 +188,56 @@ class Generator:
             # on the CPU it costs a fifth of the process's peak and gains no speed (128 px,
             # batch 4: 596 vs 733 MiB, 22.9 vs 21.8 frames/s).
             options.enable_mem_pattern = False
+            session = self._cached_cpu_session(options)
+            if session is not None:
+                return session
+        return self._load(self.model_path, options, requested)
+
+    def _load(self, path: Path, options: Any, providers: list[Any]) -> Any:
+        import onnxruntime as ort
+
         try:
-            return ort.InferenceSession(os.fspath(self.model_path), options, providers=requested)
+            session = ort.InferenceSession(os.fspath(path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RuntimeError(
                 f"ONNX Runtime could not load {self.model_path.name}: {first}"
             ) from e
+        self.session_graph = Path(path)
+        return session
+
+    def _cached_cpu_session(self, options: Any) -> Any:
+        """A CPU session from ONNX Runtime's optimised form of a cached graph, saved beside
+        it the first time (:func:`dmv_fast.model.cache.optimized_path`): later sessions skip
+        the graph optimisation. None when the graph is not in the cache or the optimised form
+        cannot be written (the caller builds the session as usual)."""
+        import onnxruntime as ort
+
+        from dmv_fast.files import publish, temporary
+        from dmv_fast.model.cache import drop_optimized, optimized_path
+
+        optimized = optimized_path(self.model_path)
+        if optimized is None:
+            return None
+        if optimized.is_file():
+            level = options.graph_optimization_level
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            try:
+                return self._load(optimized, options, [CPU])
+            except RuntimeError as e:  # damaged: rebuilt below from the graph itself
+                logger.warning("%s; optimising %s again", e, self.model_path.name)
+                options.graph_optimization_level = level
+        try:
+            with temporary(optimized) as tmp:
+                options.optimized_model_filepath = os.fspath(tmp)
+                session = self._load(self.model_path, options, [CPU])
+                publish(tmp, optimized, overwrite=True, sync=False)
+        except (OSError, RuntimeError) as e:  # a full or read-only cache: run without it
+            logger.debug("could not keep the optimised graph %s: %s", optimized.name, e)
+            options.optimized_model_filepath = ""
+            return None
+        drop_optimized(self.model_path, keep=optimized)
+        return session
 
     def _describe(self) -> None:
         session = self._session
@@ -223,6 +270,7 @@ class Generator:
         self.precision: str = meta.get("dmv_fast.precision", "unknown")
         self.pixels: str = meta.get("dmv_fast.pixels", "unknown")
         self.scaling: int = int(meta.get("dmv_fast.scaling", "1"))
+        self.conv_form: str = meta.get("dmv_fast.conv_form", "direct")
         self.providers: list[str] = list(session.get_providers())
 
     def _bind_device_buffers(self) -> None:
@@ -316,18 +364,22 @@ class Generator:
         )
 
 
-def _graph_precision(path: Path) -> str:
-    """The precision an exported graph records (its sidecar, else its metadata)."""
+def _graph_settings(path: Path) -> tuple[str, str]:
+    """The precision and convolution form an exported graph records (its sidecar, else its
+    metadata)."""
     from dmv_fast.model.cache import onnx_record
 
     record = onnx_record(path)
     if record and isinstance(record.get("key"), dict):
-        return str(record["key"].get("precision", "fp32"))
+        key = record["key"]
+        applied = (record.get("winograd") or {}).get("applied", True)
+        form = str(key.get("conv_form", "direct")) if applied else "direct"
+        return str(key.get("precision", "fp32")), form
     import onnx
 
     try:
         model = onnx.load(os.fspath(path), load_external_data=False)
     except Exception:  # a damaged file: the session reports it when it loads
-        return "fp32"
+        return "fp32", "direct"
     meta = {p.key: p.value for p in model.metadata_props}
-    return meta.get("dmv_fast.precision", "fp32")
+    return meta.get("dmv_fast.precision", "fp32"), meta.get("dmv_fast.conv_form", "direct")

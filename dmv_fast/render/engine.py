@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dmv_fast.model.cache import ensure_graph
+from dmv_fast.model.cache import cached_graph, ensure_graph
 from dmv_fast.settings.plan import Plan, resolve
 from dmv_fast.settings.spec import ModelSpec
 
@@ -48,8 +48,8 @@ class Engine:
 
     The plan is resolved here, once (:func:`dmv_fast.settings.plan.resolve`): an explicit
     backend or encoder the machine cannot run fails now, before any work. The session is
-    built on first use; if its providers contradict the plan, the plan is redone once as the
-    CPU plan.
+    built on first use, or ahead of it by :meth:`preload`; if its providers contradict the
+    plan, the plan is redone once as the CPU plan.
     """
 
     def __init__(
@@ -76,11 +76,12 @@ class Engine:
                 if model is not None:
                     fields["resolution"] = model
                 spec = ModelSpec(**fields)
-            plan = resolve(spec, encoder=encoder, workers=workers)
+            plan = resolve(spec, encoder=encoder, workers=workers, threads=threads)
         self.plan: Plan = plan
         self.threads = threads
         self.progress: ProgressCallback = progress or no_progress
         self._generator: Any = None
+        self._loading: tuple[threading.Thread, dict[str, Any]] | None = None
         for note in plan.notes:
             logger.debug("plan: %s", note)
 
@@ -88,21 +89,59 @@ class Engine:
     def spec(self) -> ModelSpec:
         return self.plan.spec
 
+    def _build(self, plan: Plan, path: Any = None) -> Any:
+        from dmv_fast.model.runtime import Generator
+
+        if path is None:
+            path = ensure_graph(
+                plan, progress=lambda done, total: self.progress("export", done, total)
+            )
+        return Generator(path, plan=plan, threads=self.threads)
+
+    def preload(self) -> None:
+        """Start building the generator session on a helper thread if its graph is already
+        cached, so that it loads while the caller does other work (a render analyses the song
+        meanwhile); :attr:`generator` waits for it. An export (or a download) never runs
+        there: it waits for :attr:`generator`, on the caller's thread, where its progress
+        shows."""
+        if self._generator is not None or self._loading is not None:
+            return
+        box: dict[str, Any] = {}
+
+        def load() -> None:
+            try:
+                path = cached_graph(self.plan)
+                if path is not None:
+                    box["generator"] = self._build(self.plan, path)
+            except BaseException as exc:  # raised by the thread that asks for the generator
+                box["error"] = exc
+
+        thread = threading.Thread(target=load, name="dmv-fast-session", daemon=True)
+        thread.start()
+        self._loading = (thread, box)
+
+    def wait_preload(self) -> None:
+        """Wait for a :meth:`preload` in progress to finish (its result is kept for
+        :attr:`generator`): a failed render leaves nothing half-written in the cache."""
+        if self._loading is not None:
+            self._loading[0].join()
+
     @property
     def generator(self) -> Any:
         """The :class:`dmv_fast.model.runtime.Generator`, exported and loaded on first use."""
         if self._generator is None:
-            from dmv_fast.model.runtime import Generator
-
-            def build(plan: Plan) -> Any:
-                path = ensure_graph(
-                    plan, progress=lambda done, total: self.progress("export", done, total)
-                )
-                return Generator(path, plan=plan, threads=self.threads)
-
-            gen = build(self.plan)
+            gen = None
+            if self._loading is not None:
+                thread, box = self._loading
+                thread.join()
+                self._loading = None
+                if "error" in box:
+                    raise box["error"]
+                gen = box.get("generator")
+            if gen is None:
+                gen = self._build(self.plan)
             if gen.plan.on_gpu != self.plan.on_gpu:  # the session fell to the CPU: redo once
-                gen = build(gen.plan)
+                gen = self._build(gen.plan)
             self.plan = gen.plan
             self._generator = gen
         return self._generator

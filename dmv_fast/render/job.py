@@ -77,6 +77,47 @@ class SongJob:
         return len(self.noise)
 
 
+def warm_up(seconds: float = 3.0, frame_length: int = 512) -> dict[str, float]:
+    """Run every compiled kernel a render and a live session use once, so that numba compiles
+    them (librosa's analysis kernels and dmv-fast's trajectory kernels) and keeps them in its
+    on-disk cache: the first render of a fresh install then starts in seconds, not the tens
+    of seconds compiling takes. ``make setup`` runs it (``dmv-fast warm-up``).
+
+    A synthesized piece (44.1 kHz stereo, so decoding and resampling run too) is analysed,
+    its offline vectors computed, and the same audio pushed through the online trajectory.
+
+    Returns:
+        Seconds spent on ``analysis``, ``vectors`` and ``online``.
+    """
+    import tempfile
+
+    import soundfile
+
+    from dmv_fast.audio.synth import synthesize_song
+    from dmv_fast.vectors.online import OnlineTrajectory
+
+    timings: dict[str, float] = {}
+    rate = 44100
+    audio = synthesize_song(seconds, rate=rate)
+    with tempfile.TemporaryDirectory(prefix="dmv-fast-warm-up-") as tmp:
+        song = Path(tmp) / "warm-up.wav"
+        soundfile.write(song, audio, rate)
+        options = RenderOptions(song=str(song), frame_length=frame_length, seed=1)
+        t0 = time.perf_counter()
+        features = analyze(song, frame_length)
+        timings["analysis"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        compute_vectors(features, options, seed=1)
+        timings["vectors"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    online = OnlineTrajectory(dataclasses.replace(options, song="-"))
+    for start in range(0, len(audio), 4096):
+        online.push(audio[start : start + 4096], rate)
+    online.finish()
+    timings["online"] = time.perf_counter() - t0
+    return timings
+
+
 def prepare(
     options: RenderOptions,
     recorded: dict[str, Any] | None = None,

@@ -75,7 +75,15 @@ def _plan_of(model: Any, workers: int | None) -> Plan:
         plan = resolve(model or ModelSpec(), encoder="x264", workers=workers)
     else:
         raise ValueError(f"model must be a ModelSpec, a Plan or a Visualizer; got {model!r}")
-    return plan.for_segments(workers)
+    plan = plan.for_segments(workers)
+    # On the CPU the workers share the cores: the graph's form follows their thread count.
+    return plan if plan.on_gpu else plan.for_threads(_worker_threads(plan))
+
+
+def _worker_threads(plan: Plan) -> int | None:
+    """ONNX Runtime threads of each local worker's session: the cores shared out on the
+    CPU, None (the provider's own) on a GPU."""
+    return None if plan.on_gpu else max(1, (os.cpu_count() or 1) // plan.workers)
 
 
 def _check(options: RenderOptions, overwrite: bool) -> None:
@@ -314,7 +322,7 @@ def _open_pool(plan: Plan, workers: int | None, ray_address: str | None, add_fra
 
         return RayPool(plan.spec, address=ray_address, actors=workers)
     # On the CPU the workers share the cores; on a GPU each session takes what it needs.
-    threads = None if plan.on_gpu else max(1, (os.cpu_count() or 1) // plan.workers)
+    threads = _worker_threads(plan)
     logger.info("rendering with %d segment worker%s", plan.workers, "s" * (plan.workers > 1))
     return LocalPool(WorkerModel(plan, threads), plan.workers, on_frames=add_frames)
 

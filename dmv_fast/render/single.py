@@ -44,7 +44,13 @@ def render_single(
     staged = options.use_disk or options.save_only
     folder = frames_folder(output)
     recorded = FrameStore.read_manifest(folder) if staged else None
-    job = prepare(options, recorded, progress)
+    if not options.save_only:  # the session loads while the song is analysed
+        engine.preload()
+    try:
+        job = prepare(options, recorded, progress)
+    except BaseException:
+        engine.wait_preload()
+        raise
     options = job.options
     timings = dict(job.timings)
     n_frames = job.n_frames

@@ -67,7 +67,7 @@ def build_engine(model: WorkerModel) -> Engine:
     another machine) is resolved there, as the one-stream plan a segment needs."""
     if isinstance(model.model, Plan):
         return Engine(model.model, threads=model.threads)
-    plan = resolve(model.model, encoder="x264", workers=1)
+    plan = resolve(model.model, encoder="x264", workers=1, threads=model.threads)
     return Engine(plan.for_segments(1), threads=model.threads)
 
 

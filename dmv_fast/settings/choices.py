@@ -43,6 +43,9 @@ PIXELS = ("stretch", "fixed")
 #: the whole canvas, or the square picture is centre-cropped, or padded with a blurred copy.
 FILLS = ("wide", "crop", "pad")
 PIXEL_FORMATS = ("rgb24", "yuv420p")
+#: How an exported graph computes its 3x3 convolutions: ``direct``, or ``winograd`` (the
+#: CPU's fp32 graph on CPUs where it was measured faster; the plan decides).
+CONV_FORMS = ("direct", "winograd")
 X264_PRESETS = (
     "ultrafast",
     "superfast",

@@ -4,7 +4,8 @@
   ``auto``.
 - :class:`Plan` is what will run, from :func:`resolve`. It never says ``auto``: backend,
   ONNX Runtime providers, precision, the graph's static batch, the pixel format the graph
-  hands the encoder, the encoder and the number of segment workers. The graph cache key, the
+  hands the encoder, how the CPU graph computes its 3x3 convolutions, the encoder and the
+  number of segment workers. The graph cache key, the
   ``-d`` manifest, the record, :class:`~dmv_fast.render.engine.RenderResult` and ``dmv-fast bench``
   store :meth:`Plan.to_dict`.
 
@@ -27,7 +28,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from dmv_fast.settings.choices import ENCODERS, MAX_WORKERS, choice, int_in
+from dmv_fast.settings.choices import CONV_FORMS, ENCODERS, MAX_WORKERS, choice, int_in
 from dmv_fast.settings.spec import GraphSpec, ModelSpec
 
 logger = logging.getLogger("dmv_fast")
@@ -46,6 +47,14 @@ GPU_FPS_512 = 1500.0
 _GMAC = {128: 7.5, 256: 24.6, 512: 31.9}
 #: Precision ``auto`` picks on the CPU (see benchmarks/results/int8_cpu.md for why not int8).
 CPU_AUTO_PRECISION = "fp32"
+#: CPU flags under which the fp32 graph computes its wide 3x3 convolutions as Winograd
+#: transforms, for a session on at most :data:`WINOGRAD_MAX_THREADS` threads: measured faster
+#: there (benchmarks/results/winograd_cpu.md: 1.08x the whole graph on one AVX-512 thread,
+#: 1.00x on two, where ONNX Runtime's direct convolutions use both cores and the transforms'
+#: memory shuffles do not). Other CPUs keep the direct convolutions until a measurement says
+#: otherwise.
+WINOGRAD_FLAGS = ("avx512f",)
+WINOGRAD_MAX_THREADS = 1
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -73,6 +82,7 @@ class Plan:
         batch_size: the graph's static batch.
         pixel_format: what the graph hands the encoder: ``"rgb24"`` (``[B, H, W, 3]``) or
             ``"yuv420p"`` (``[B, H * 3 // 2, W]`` planes made on the GPU).
+        conv_form: ``"direct"`` or ``"winograd"`` (:func:`conv_form_for`).
         encoder: ``"x264"`` or ``"nvenc"``.
         workers: segment workers (each with its own encoder); 1 renders in one stream.
         encoder_fallback: NVENC was chosen for ``auto``: if it cannot start after all, the
@@ -90,6 +100,7 @@ class Plan:
     pixel_format: str
     encoder: str
     workers: int = 1
+    conv_form: str = "direct"
     encoder_fallback: bool = False
     notes: tuple[str, ...] = ()
     warning: str = ""
@@ -120,6 +131,7 @@ class Plan:
             pixel_format=self.pixel_format,
             frame=spec.frame_size,
             fill=spec.fill,
+            conv_form=self.conv_form,
         )
 
     def graph_settings(self) -> dict[str, Any]:
@@ -162,17 +174,30 @@ class Plan:
             notes=notes,
         )
 
+    def for_threads(self, threads: int | None) -> Plan:
+        """This plan for a generator session on ``threads`` CPU threads (None: one per core):
+        a CPU plan's convolution form follows the thread count (:func:`conv_form_for`)."""
+        if self.on_gpu:
+            return self
+        form, note = conv_form_for("cpu", self.precision, threads=threads)
+        if form == self.conv_form:
+            return self
+        return dataclasses.replace(self, conv_form=form, notes=(*self.notes, note))
+
     def on_cpu(self, why: str) -> Plan:
         """The CPU plan for the same request: capped batch, fp32 (or int8), RGB."""
+        precision = cpu_precision(self.spec)
+        form, form_note = conv_form_for("cpu", precision)
         return dataclasses.replace(
             self,
             backend="cpu",
             providers=(CPU,),
-            precision=cpu_precision(self.spec),
+            precision=precision,
             batch_size=min(self.spec.batch_size, CPU_BATCH_CAP),
             pixel_format="rgb24",
+            conv_form=form,
             workers=1,
-            notes=(*self.notes, f"runs on the CPU: {why}"),
+            notes=(*self.notes, f"runs on the CPU: {why}", form_note),
             warning="",
         )
 
@@ -180,6 +205,58 @@ class Plan:
 def cpu_precision(spec: ModelSpec) -> str:
     """The precision a CPU plan runs: the one asked for, or fp32 for ``auto``."""
     return CPU_AUTO_PRECISION if spec.precision == "auto" else spec.precision
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``; empty where that cannot be read)."""
+    if "cpu_flags" not in _probe:
+        flags: tuple[str, ...] = ()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith("flags"):
+                        flags = tuple(line.split(":", 1)[1].split())
+                        break
+        except OSError:
+            pass
+        _probe["cpu_flags"] = flags
+    return frozenset(_probe["cpu_flags"])
+
+
+def conv_form_for(
+    backend: str,
+    precision: str,
+    flags: frozenset[str] | None = None,
+    threads: int | None = None,
+) -> tuple[str, str]:
+    """How a plan's graph computes its 3x3 convolutions, and the one-line reason.
+
+    ``winograd`` for the CPU's fp32 graph on a CPU with every flag of
+    :data:`WINOGRAD_FLAGS`, run by a session on at most :data:`WINOGRAD_MAX_THREADS` threads
+    (``threads``; None: one per core); ``direct`` otherwise: GPUs choose their own
+    algorithms, int8 graphs are quantized from the direct graph, other CPUs have no
+    measurement yet, and with more threads the direct convolutions were as fast.
+    """
+    if backend != "cpu":
+        return "direct", "conv direct: the GPU chooses its own convolution algorithms"
+    if precision != "fp32":
+        return "direct", f"conv direct: {precision} graphs keep direct convolutions"
+    flags = cpu_flags() if flags is None else flags
+    missing = [f for f in WINOGRAD_FLAGS if f not in flags]
+    if missing:
+        return "direct", (
+            f"conv direct: this CPU lacks {', '.join(missing)} (Winograd measured faster "
+            f"only with {', '.join(WINOGRAD_FLAGS)})"
+        )
+    threads = threads or os.cpu_count() or 1
+    if threads > WINOGRAD_MAX_THREADS:
+        return "direct", (
+            f"conv direct: {threads} threads per session (Winograd measured faster only on "
+            f"{WINOGRAD_MAX_THREADS})"
+        )
+    return "winograd", (
+        f"conv winograd: the CPU has {', '.join(WINOGRAD_FLAGS)}, {threads} thread per session"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,8 +335,11 @@ def resolve(
     workers: int | None = None,
     offered: tuple[str, ...] | None = None,
     loadable: tuple[str, ...] | None = None,
+    conv_form: str | None = None,
+    threads: int | None = None,
 ) -> Plan:
-    """Settle backend, providers, precision, graph batch, pixel format, encoder and workers.
+    """Settle backend, providers, precision, graph batch, pixel format, convolution form,
+    encoder and workers.
 
     Args:
         spec: the model settings asked for.
@@ -267,6 +347,10 @@ def resolve(
         workers: segment workers; None picks what keeps the encoder from being the
             bottleneck (1 on the CPU).
         offered, loadable: provider lists to use instead of probing (tests).
+        conv_form: ``"direct"`` or ``"winograd"`` instead of :func:`conv_form_for`'s choice
+            (benchmarks comparing the two; ``winograd`` only where the graph allows it).
+        threads: the CPU threads of the generator's session (None: one per core), which
+            the convolution form follows.
 
     Raises:
         ValueError: an explicit backend or encoder this machine cannot run (one line, before
@@ -327,6 +411,11 @@ def resolve(
     if batch != spec.batch_size:
         notes.append(f"graph batch {batch}: the CPU batch cap")
     pixel_format = "yuv420p" if on_gpu else "rgb24"
+    form, form_note = conv_form_for(backend, precision, threads=threads)
+    if conv_form is not None:
+        form = choice("conv_form", conv_form, CONV_FORMS)
+        form_note = f"conv {form}: asked for"
+    notes.append(form_note)
     chosen_encoder = _resolve_encoder(encoder, on_gpu, notes)
     if workers is None:
         shape = spec.shape
@@ -345,6 +434,7 @@ def resolve(
         precision=precision,
         batch_size=batch,
         pixel_format=pixel_format,
+        conv_form=form,
         encoder=chosen_encoder,
         workers=workers,
         encoder_fallback=encoder == "auto" and chosen_encoder == "nvenc",

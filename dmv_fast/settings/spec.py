@@ -9,6 +9,7 @@ from typing import Any
 
 from dmv_fast.settings.choices import (
     BACKENDS,
+    CONV_FORMS,
     CPU_ONLY_PRECISIONS,
     DEFAULT_BATCH,
     DEFAULT_RESOLUTION,
@@ -146,6 +147,9 @@ class GraphSpec:
             ``resolution * scaling``.
         fill: ``"wide"``, ``"crop"`` or ``"pad"`` for a frame that is not square (ignored,
             and stored as ``"wide"``, for a square one).
+        conv_form: ``"direct"``, or ``"winograd"``: the 3x3 convolutions the CPU runs
+            faster as Winograd transforms (:mod:`dmv_fast_export.winograd`); fp32 RGB graphs
+            only (a GPU chooses its own algorithms, int8 is quantized from the direct graph).
     """
 
     resolution: int
@@ -156,6 +160,7 @@ class GraphSpec:
     pixel_format: str = "rgb24"
     frame: tuple[int, int] | None = None
     fill: str = "wide"
+    conv_form: str = "direct"
 
     def __post_init__(self) -> None:
         if not is_int(self.resolution) or self.resolution < 8:
@@ -174,6 +179,13 @@ class GraphSpec:
         frame = (side, side) if self.frame is None else check_frame(self.frame)
         object.__setattr__(self, "frame", frame)
         object.__setattr__(self, "fill", shape_of(self.resolution, frame, self.fill).fill)
+        form = choice("conv_form", self.conv_form, CONV_FORMS)
+        object.__setattr__(self, "conv_form", form)
+        if form == "winograd" and (self.precision != "fp32" or fmt != "rgb24"):
+            raise ValueError(
+                f"winograd convolutions are for the CPU's fp32 rgb24 graph, not "
+                f"{self.precision} {fmt}"
+            )
 
     @property
     def shape(self) -> FrameShape:
@@ -189,8 +201,8 @@ class GraphSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """What picks the graph, as JSON-able values. A square frame's keys are the same as
-        before frames had other shapes (so cached graphs, ``-d`` folders and records made
-        then still match); any other frame adds its fill and the canvas the generator paints."""
+        before frames had other shapes (with the convolutions' form); any other frame adds its
+        fill and the canvas the generator paints."""
         data: dict[str, Any] = {
             "resolution": self.resolution,
             "precision": self.precision,
@@ -199,6 +211,7 @@ class GraphSpec:
             "pixels": self.pixels,
             "pixel_format": self.pixel_format,
             "frame_size": list(self.frame_size),
+            "conv_form": self.conv_form,
         }
         shape = self.shape
         if not shape.square:

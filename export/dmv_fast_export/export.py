@@ -40,6 +40,9 @@ logger = logging.getLogger("dmv_fast")
 CHECK_TRUNCATION = 0.405
 #: An fp32 graph further than this from PyTorch (in 8-bit levels) is a bug, not rounding.
 MAX_FP32_DIFF = 8
+#: A Winograd graph further than this from PyTorch is exported with direct convolutions
+#: instead (the direct graph's own rounding is within this).
+MAX_WINOGRAD_DIFF = 1
 #: The YUV tail computes in float32 like the host reference: rounding may differ by a level.
 MAX_YUV_DIFF = 1
 #: Name of the YUV 4:2:0 output of a ``yuv420p`` graph.
@@ -200,6 +203,15 @@ def validate(
     return result
 
 
+def _write(graph: onnx.ModelProto, path: Path) -> None:
+    """Save ``graph`` and check it: shapes (strict, so an inferred shape that contradicts the
+    declared static output fails) and the ONNX checker."""
+    onnx.save_model(graph, path)
+    # Path-based checks run in C++ without copying the model through Python.
+    onnx.shape_inference.infer_shapes_path(path, path, check_type=True, strict_mode=True)
+    onnx.checker.check_model(path, full_check=True)
+
+
 def _metadata(
     source: WeightsSource, key: dict[str, Any], config: Any, shape: FrameShape
 ) -> dict[str, str]:
@@ -222,6 +234,7 @@ def _metadata(
         "dmv_fast.pixel_format": key["pixel_format"],
         "dmv_fast.scaling": str(key["scaling"]),
         "dmv_fast.pixels": key["pixels"],
+        "dmv_fast.conv_form": key.get("conv_form", "direct"),
         "dmv_fast.exporter_version": EXPORTER_VERSION,
         "dmv_fast.version": __version__,
         "dmv_fast.channel_width": str(config.channel_width),
@@ -278,14 +291,36 @@ def export_graph(
     )
     if pixel_format == "yuv420p":
         graph = append_yuv420(graph, OUTPUT, YUV, keep_rgb=True)
-    onnx.save_model(graph, path)
+    winograd: dict[str, Any] | None = None
+    if key.get("conv_form") == "winograd":
+        from dmv_fast_export.winograd import apply
+
+        direct, (graph, winograd) = graph, apply(graph)
+    _write(graph, path)
     del graph
-    # Path-based checks run in C++ without copying the model through Python; strict shape
-    # inference fails if any inferred shape contradicts the declared static output.
-    onnx.shape_inference.infer_shapes_path(path, path, check_type=True, strict_mode=True)
-    onnx.checker.check_model(path, full_check=True)
     report(3, steps)
     check = validate(path, model, batch_size, precision, pixels, scaling, pixel_format, shape)
+    if winograd is not None:
+        winograd["max_pixel_diff"] = check["max_pixel_diff"]
+        if check["max_pixel_diff"] > MAX_WINOGRAD_DIFF:
+            # Rounding this far from PyTorch is not worth the speed: keep direct convolutions.
+            logger.warning(
+                "Winograd graph differs from PyTorch by %d levels (more than %d): exporting "
+                "direct convolutions instead",
+                check["max_pixel_diff"],
+                MAX_WINOGRAD_DIFF,
+            )
+            for entry in direct.metadata_props:
+                if entry.key == "dmv_fast.conv_form":
+                    entry.value = "direct"
+            _write(direct, path)
+            check = validate(
+                path, model, batch_size, precision, pixels, scaling, pixel_format, shape
+            )
+            winograd["applied"] = False
+        else:
+            winograd["applied"] = True
+        del direct
     report(4, steps)
     if precision == "fp32" and check["max_pixel_diff"] > MAX_FP32_DIFF:
         raise RuntimeError(
@@ -320,6 +355,7 @@ def export_graph(
             ),
         },
         "validation": check,
+        **({"winograd": winograd} if winograd is not None else {}),
         "versions": {
             "dmv_fast": __version__,
             "torch": torch.__version__,
