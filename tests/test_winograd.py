@@ -288,3 +288,19 @@ def test_full_128_winograd_graph_within_one_level_of_pytorch(tmp_path_factory):
         ref = torch_reference(model, noise, classes, truncation)
         assert max_diff(ours, ref) <= 1, truncation
         assert ours.std() > 20
+
+
+@pytest.mark.parametrize("frame", [(32, 56), (56, 32)])
+def test_a_wide_canvas_rewritten_keeps_the_pixels(tiny_direct, frame):
+    """The widened first map (16:9 and 9:16) through Winograd convolutions: the same frames
+    as its direct graph, within 1 level."""
+    model, _ = tiny_direct
+    direct = build_graph(fold(model), 3, frame=frame, fill="wide")
+    sites = winograd.find_sites(direct)
+    assert sites and any(s.shape[2] != s.shape[3] for s in sites)
+    rewritten = winograd.rewrite(direct, {s.name: 2 for s in sites})
+    noise, classes = inputs(3, seed=9)
+    for truncation in (0.4, 1.0):
+        ours = _frames(rewritten, noise, classes, truncation)
+        assert ours.shape[1:3] == frame
+        assert max_diff(ours, _frames(direct, noise, classes, truncation)) <= 1
