@@ -12,7 +12,8 @@ import pytest
 from _media import fake_pynvvideocodec, gradient_frames, probe, write_song
 
 from dmv_fast.files import is_temporary
-from dmv_fast.settings.plan import CPU, CUDA, resolve
+from dmv_fast.settings.machine import CPU, CUDA
+from dmv_fast.settings.plan import resolve
 from dmv_fast.settings.spec import ModelSpec
 from dmv_fast.video import nvenc
 from dmv_fast.video.nvenc import probe_nvenc, rgb_to_nv12

@@ -7,8 +7,9 @@ import logging
 
 import pytest
 
-from dmv_fast.settings import plan
-from dmv_fast.settings.plan import CPU, CPU_BATCH_CAP, CUDA, TENSORRT, resolve, settle
+from dmv_fast.settings import machine
+from dmv_fast.settings.machine import CPU, CUDA, TENSORRT
+from dmv_fast.settings.plan import CPU_BATCH_CAP, resolve, settle
 from dmv_fast.settings.spec import ModelSpec
 
 GPU_OFFERED = (TENSORRT, CUDA, CPU)
@@ -16,9 +17,9 @@ GPU_OFFERED = (TENSORRT, CUDA, CPU)
 
 @pytest.fixture(autouse=True)
 def _fresh_probe():
-    plan.reset_probe()
+    machine.reset_probe()
     yield
-    plan.reset_probe()
+    machine.reset_probe()
 
 
 def test_cpu_machine_gets_the_cpu_plan():

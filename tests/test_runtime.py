@@ -29,7 +29,7 @@ from dmv_fast.model import cache as models
 from dmv_fast.model import weights as model_weights
 from dmv_fast.model.runtime import Generator
 from dmv_fast.model.truncation import bn_inputs, bn_mix
-from dmv_fast.settings import plan
+from dmv_fast.settings import machine
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 HAS_TENSORRT = "TensorrtExecutionProvider" in ort.get_available_providers()
@@ -204,7 +204,7 @@ def test_cuda_offered_but_not_loading(graph, monkeypatch, caplog):
     """onnxruntime offers CUDA, the session silently falls back: we must not."""
     offered = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(ort, "get_available_providers", lambda: offered)
-    plan.reset_probe()
+    machine.reset_probe()
     with pytest.raises(ValueError, match="did not load") as info:
         Generator(graph, backend="cuda")
     assert "cuDNN 9 libraries" in str(info.value) and "\n" not in str(info.value)

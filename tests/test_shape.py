@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from dmv_fast.cli.app import app
 from dmv_fast.model import cache as models
-from dmv_fast.settings.plan import CPU, resolve
+from dmv_fast.settings.machine import CPU
+from dmv_fast.settings.plan import resolve
 from dmv_fast.settings.shape import frame_shape, shape_of
 from dmv_fast.settings.spec import GraphSpec, ModelSpec
 
@@ -91,6 +92,7 @@ def test_a_square_frame_keeps_its_graph_key_and_any_other_adds_its_shape():
     assert square == {
         "resolution": 128, "precision": "fp32", "batch_size": 4, "scaling": 1,
         "pixels": "stretch", "pixel_format": "rgb24", "frame_size": [128, 128],
+        "conv_form": "direct",
     }  # fmt: skip
     # fill means nothing for a square frame: it never splits the cache.
     assert GraphSpec(128, batch_size=4, fill="pad").to_dict() == square

@@ -30,8 +30,9 @@ from dmv_fast.model import cache as models  # noqa: E402
 from dmv_fast.model import weights as model_weights  # noqa: E402
 from dmv_fast.model.runtime import Generator  # noqa: E402
 from dmv_fast.model.truncation import bn_inputs  # noqa: E402
-from dmv_fast.settings import plan  # noqa: E402
-from dmv_fast.settings.plan import CPU, CUDA, resolve  # noqa: E402
+from dmv_fast.settings import machine, plan  # noqa: E402
+from dmv_fast.settings.machine import CPU, CUDA  # noqa: E402
+from dmv_fast.settings.plan import resolve  # noqa: E402
 from dmv_fast.settings.spec import GraphSpec, ModelSpec  # noqa: E402
 
 
@@ -182,9 +183,9 @@ def test_tile_rule_is_wide_layers_with_enough_tiles():
 
 @pytest.fixture
 def _fresh_probe():
-    plan.reset_probe()
+    machine.reset_probe()
     yield
-    plan.reset_probe()
+    machine.reset_probe()
 
 
 def test_plan_chooses_by_cpu_flags_and_threads(_fresh_probe, monkeypatch):
@@ -198,11 +199,11 @@ def test_plan_chooses_by_cpu_flags_and_threads(_fresh_probe, monkeypatch):
     assert plan.conv_form_for("cuda", "fp16", avx512, threads=1)[0] == "direct"
     assert plan.conv_form_for("cpu", "int8", avx512, threads=1)[0] == "direct"
 
-    monkeypatch.setitem(plan._probe, "cpu_flags", ("avx2", "fma"))
+    monkeypatch.setitem(machine._probe, "cpu_flags", ("avx2", "fma"))
     p = resolve(spec, offered=(CPU,), threads=1)
     assert p.conv_form == "direct" and p.to_dict()["conv_form"] == "direct"
-    plan.reset_probe()
-    monkeypatch.setitem(plan._probe, "cpu_flags", ("avx2", "avx512f"))
+    machine.reset_probe()
+    monkeypatch.setitem(machine._probe, "cpu_flags", ("avx2", "avx512f"))
     p = resolve(spec, offered=(CPU,), threads=1)
     assert p.conv_form == "winograd" and p.graph.conv_form == "winograd"
     assert any(n.startswith("conv winograd") for n in p.notes)

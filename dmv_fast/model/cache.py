@@ -151,7 +151,7 @@ def optimized_path(graph: str | os.PathLike[str]) -> Path | None:
         return None
     import onnxruntime as ort
 
-    from dmv_fast.settings.plan import cpu_flags
+    from dmv_fast.settings.machine import cpu_flags
 
     ident = json.dumps([record["onnx_sha256"], ort.__version__, sorted(cpu_flags())])
     digest = hashlib.sha256(ident.encode()).hexdigest()[:16]

@@ -24,7 +24,8 @@ import numpy as np
 
 from dmv_fast.model.truncation import bn_inputs
 from dmv_fast.settings.choices import N_IMAGENET, NOISE_DIM
-from dmv_fast.settings.plan import CPU, CUDA, GPU_PROVIDERS, TENSORRT, Plan, resolve, settle
+from dmv_fast.settings.machine import CPU, CUDA, GPU_PROVIDERS, TENSORRT
+from dmv_fast.settings.plan import Plan, resolve, settle
 from dmv_fast.settings.spec import ModelSpec
 
 logger = logging.getLogger("dmv_fast")

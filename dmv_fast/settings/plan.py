@@ -24,11 +24,23 @@ import dataclasses
 import logging
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from dmv_fast.settings.choices import CONV_FORMS, ENCODERS, MAX_WORKERS, choice, int_in
+from dmv_fast.settings.machine import (
+    BACKEND_OF,
+    CPU,
+    CUDA,
+    GPU_HINT,
+    GPU_PROVIDERS,
+    PROVIDER_OF,
+    TENSORRT,
+    cpu_flags,
+    load_failure,
+    loadable_providers,
+    offered_providers,
+)
 from dmv_fast.settings.spec import GraphSpec, ModelSpec
 
 logger = logging.getLogger("dmv_fast")
@@ -55,16 +67,6 @@ CPU_AUTO_PRECISION = "fp32"
 #: otherwise.
 WINOGRAD_FLAGS = ("avx512f",)
 WINOGRAD_MAX_THREADS = 1
-
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-TENSORRT = "TensorrtExecutionProvider"
-GPU_PROVIDERS = (TENSORRT, CUDA)
-_PROVIDER_OF = {"cpu": CPU, "cuda": CUDA, "tensorrt": TENSORRT}
-_BACKEND_OF = {v: k for k, v in _PROVIDER_OF.items()}
-
-GPU_HINT = "install the GPU build: pip uninstall onnxruntime && pip install 'dmv-fast[gpu]'"
-
 
 # ---------------------------------------------------------------------------------------------
 # What will run
@@ -207,22 +209,6 @@ def cpu_precision(spec: ModelSpec) -> str:
     return CPU_AUTO_PRECISION if spec.precision == "auto" else spec.precision
 
 
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (``/proc/cpuinfo``; empty where that cannot be read)."""
-    if "cpu_flags" not in _probe:
-        flags: tuple[str, ...] = ()
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as f:
-                for line in f:
-                    if line.startswith("flags"):
-                        flags = tuple(line.split(":", 1)[1].split())
-                        break
-        except OSError:
-            pass
-        _probe["cpu_flags"] = flags
-    return frozenset(_probe["cpu_flags"])
-
-
 def conv_form_for(
     backend: str,
     precision: str,
@@ -257,71 +243,6 @@ def conv_form_for(
     return "winograd", (
         f"conv winograd: the CPU has {', '.join(WINOGRAD_FLAGS)}, {threads} thread per session"
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Probing the providers (once per process)
-
-
-_probe: dict[str, tuple[str, ...]] = {}
-
-
-def offered_providers() -> tuple[str, ...]:
-    """The execution providers the installed onnxruntime offers (not necessarily loadable)."""
-    if "offered" not in _probe:
-        import onnxruntime as ort
-
-        offered = tuple(ort.get_available_providers())
-        if set(offered) & set(GPU_PROVIDERS) and hasattr(ort, "preload_dlls"):
-            # onnxruntime-gpu >= 1.21 finds CUDA/cuDNN from the nvidia-* wheels this way.
-            try:
-                ort.preload_dlls()
-            except Exception as e:  # missing libraries: the load probe will tell
-                logger.debug("onnxruntime.preload_dlls() failed: %s", e)
-        _probe["offered"] = offered
-    return _probe["offered"]
-
-
-def loadable_providers(offered: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    """Of the offered GPU providers, those that really load: a one-node session per provider.
-
-    The CPU provider always loads. The answer is cached for the process.
-    """
-    offered = offered_providers() if offered is None else offered
-    key = "loadable:" + ",".join(offered)
-    if key not in _probe:
-        loaded = [p for p in GPU_PROVIDERS if p in offered and _loads(p)]
-        _probe[key] = (*loaded, CPU)
-    return _probe[key]
-
-
-def _loads(provider: str) -> bool:
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = min(model.ir_version, onnx.IR_VERSION, 9)
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    try:
-        with warnings.catch_warnings():  # onnxruntime warns when it drops a provider
-            warnings.simplefilter("ignore")
-            session = ort.InferenceSession(
-                model.SerializeToString(), options, providers=[provider, CPU]
-            )
-    except Exception as e:  # the provider's libraries failed to load
-        logger.debug("%s did not load: %s", provider, e)
-        return False
-    return provider in session.get_providers()
-
-
-def reset_probe() -> None:
-    """Forget the probed providers (tests, or after installing libraries)."""
-    _probe.clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,7 +285,7 @@ def resolve(
     warning = ""
     providers: tuple[str, ...]
     if spec.backend in ("cuda", "tensorrt"):
-        wanted = _PROVIDER_OF[spec.backend]
+        wanted = PROVIDER_OF[spec.backend]
         if wanted not in offered:
             raise ValueError(
                 f"backend {spec.backend!r} needs onnxruntime-gpu, but the installed onnxruntime "
@@ -391,7 +312,7 @@ def resolve(
         )
         gpu = [p for p in GPU_PROVIDERS if p in loadable]
         if gpu:
-            backend, providers = _BACKEND_OF[gpu[0]], (*gpu, CPU)
+            backend, providers = BACKEND_OF[gpu[0]], (*gpu, CPU)
             notes.append(f"backend {backend}: {gpu[0]} loads")
         else:
             backend, providers = "cpu", (CPU,)
@@ -513,20 +434,6 @@ def default_workers(
     return max(1, min(cores, needed))
 
 
-def load_failure(provider: str) -> str:
-    """Why a GPU provider may not load, in one line."""
-    if provider == TENSORRT:
-        return (
-            "the TensorRT libraries (libnvinfer, TensorRT 10) were not found on the library "
-            "path, or the GPU and CUDA provider themselves did not load"
-        )
-    return (
-        "no usable NVIDIA GPU and driver, or the CUDA runtime and cuDNN 9 libraries that "
-        "onnxruntime-gpu was built for are not on the library path (LD_LIBRARY_PATH, or the "
-        "nvidia-* pip packages loaded with onnxruntime.preload_dlls())"
-    )
-
-
 def settle(plan: Plan, loaded: list[str] | tuple[str, ...]) -> Plan:
     """Check a built session's providers against the plan.
 
@@ -551,7 +458,7 @@ def settle(plan: Plan, loaded: list[str] | tuple[str, ...]) -> Plan:
         logger.warning("generator runs on %s: %s did not load", loaded[0], wanted)
         return dataclasses.replace(
             plan,
-            backend=_BACKEND_OF[loaded[0]],
+            backend=BACKEND_OF[loaded[0]],
             providers=tuple(p for p in plan.providers if p != wanted),
             notes=(*plan.notes, f"{wanted} did not load"),
         )

@@ -200,8 +200,8 @@ class GraphSpec:
         return self.frame
 
     def to_dict(self) -> dict[str, Any]:
-        """What picks the graph, as JSON-able values. A square frame's keys are the same as
-        before frames had other shapes (with the convolutions' form); any other frame adds its
+        """What picks the graph, as JSON-able values. A square frame keeps the keys it had
+        before frames had other shapes (plus the convolutions' form); any other frame adds its
         fill and the canvas the generator paints."""
         data: dict[str, Any] = {
             "resolution": self.resolution,
