@@ -14,7 +14,7 @@ import pytest
 from _media import gradient_frames, probe, write_song
 
 from dmv_fast.render.api import render
-from dmv_fast.render.folders import segments_folder
+from dmv_fast.render.segment_folder import segments_folder
 from dmv_fast.render.workers import LocalPool, WorkerModel
 from dmv_fast.settings.options import RenderOptions
 from dmv_fast.settings.plan import default_workers, resolve
