@@ -25,6 +25,7 @@ import numpy as np
 from dmv_fast.audio.decode import check_decodable
 from dmv_fast.audio.track import plan_audio
 from dmv_fast.model.cache import ensure_graph
+from dmv_fast.model.weights import check_weights
 from dmv_fast.render.engine import Engine, ProgressCallback, no_progress
 from dmv_fast.render.folders import vectors_identity
 from dmv_fast.render.job import RenderResult, SongJob, prepare
@@ -278,6 +279,8 @@ def render_many(
     if len(set(outputs)) != len(outputs):
         raise ValueError("two songs would write the same output file")
     plan = _plan_of(model, workers)
+    if ray_address is None:  # on Ray, the weights may be on the actors' machines only
+        check_weights(plan.spec.weights, plan.spec.resolution)
     for options in songs:
         _check(options, overwrite)
     if len(songs) > 1:  # a playlist: no song is analysed before every one decodes
