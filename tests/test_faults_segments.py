@@ -197,12 +197,17 @@ def test_a_second_run_into_a_held_segments_folder_fails_in_one_line(
     assert _contents(run) == before
 
 
-def test_a_stale_lock_is_swept(run, tiny, cache):
-    proc = subprocess.Popen(["true"])
-    proc.wait()
+@pytest.mark.parametrize("case", ["dead pid", "pid reused"])
+def test_a_stale_lock_is_swept(case, run, tiny, cache, live_pid):
+    if case == "dead pid":
+        proc = subprocess.Popen(["true"])
+        proc.wait()
+        lock = f"{proc.pid}\n"
+    else:  # a live process that started at another time than the one that wrote the lock
+        lock = f"{live_pid} 1\n"
     folder = run / "o.segments"
     folder.mkdir()
-    (folder / "lock").write_text(f"{proc.pid}\n")
+    (folder / "lock").write_text(lock)
     _segmented(_opts(run), tiny)
     assert files(run) == RESULT
 

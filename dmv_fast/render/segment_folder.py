@@ -8,8 +8,8 @@ dmv-fast writes these files there, and only these:
 - ``00000.sha256``, ...: the SHA-256 of a finished segment, written by the driver once the
   segment is in; a segment whose bytes no longer match it is rendered again (on a rerun) or
   refused (before the join);
-- ``lock``: the pid of the run rendering into the folder (a lock whose process no longer
-  exists is stale and swept);
+- ``lock``: the pid (and start time) of the run rendering into the folder (a lock whose
+  process no longer exists is stale and swept);
 - temporaries ``.NAME.tmp-<pid>-<random>`` (:mod:`dmv_fast.files`).
 
 A folder that holds anything else, or files without a dmv-fast manifest, is not dmv-fast's:
@@ -65,19 +65,47 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _lock_pid(folder: Path) -> int | None:
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None where /proc cannot
+    tell: with the pid, it names one process even once pids are reused."""
     try:
-        text = (folder / LOCK).read_text(encoding="ascii").strip()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        return stat[stat.rindex(")") + 2 :].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _lock_text() -> str:
+    pid = os.getpid()
+    return f"{pid} {_started(pid) or ''}".strip() + "\n"
+
+
+def _lock(folder: Path) -> tuple[int, str | None] | None:
+    """``(pid, start time or None)`` written in ``folder``'s lock, or None (no lock)."""
+    try:
+        fields = (folder / LOCK).read_text(encoding="ascii").split()
     except (OSError, UnicodeDecodeError):
         return None
-    return int(text) if text.isdigit() else None
+    if not fields or not fields[0].isdigit():
+        return None
+    return int(fields[0]), (fields[1] if len(fields) > 1 else None)
+
+
+def _lock_pid(folder: Path) -> int | None:
+    lock = _lock(folder)
+    return lock[0] if lock is not None else None
 
 
 def lock_owner(folder: Path) -> int | None:
     """The pid of another live run that holds ``folder``, or None (no lock, a stale one, or
     this process's own)."""
-    pid = _lock_pid(folder)
-    return pid if pid is not None and pid != os.getpid() and _alive(pid) else None
+    lock = _lock(folder)
+    if lock is None or lock[0] == os.getpid() or not _alive(lock[0]):
+        return None
+    pid, started = lock
+    if started is not None and _started(pid) not in (None, started):
+        return None  # the pid now names another process
+    return pid
 
 
 def _busy(folder: Path, pid: int) -> ValueError:
@@ -134,14 +162,14 @@ def _acquire(folder: Path) -> None:
     path = folder / LOCK
     for _ in range(3):
         try:
-            atomic_write(path, f"{os.getpid()}\n", overwrite=False)
+            atomic_write(path, _lock_text(), overwrite=False)
             return
         except FileExistsError:
-            pid = _lock_pid(folder)
-            if pid == os.getpid():
+            if _lock_pid(folder) == os.getpid():
                 return
-            if pid is not None and _alive(pid):
-                raise _busy(folder, pid) from None
+            owner = lock_owner(folder)
+            if owner is not None:
+                raise _busy(folder, owner) from None
             logger.info("%s: removing the lock of a run that no longer exists", folder)
             path.unlink(missing_ok=True)
     raise _busy(folder, _lock_pid(folder) or 0)
