@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -362,6 +363,29 @@ def test_batch_checks_every_song_before_analysing_any(run, tiny, cache, monkeypa
     result = cli(*_batch(run, tiny, SONG, "garbage.mp3", "s2.wav", extra=("-q",)))
     failed(result, 1, "garbage.mp3")
     assert _contents(run) == before and not (run / "out").exists()
+
+
+@pytest.mark.parametrize("fault", [ValueError("song 2 cannot be analysed"), KeyboardInterrupt()])
+def test_a_failure_while_preparing_leaves_no_segments_folder(fault, run, tiny, cache, monkeypatch):
+    """Song 1 is prepared (its folder and manifest made), song 2's analysis fails."""
+    from dmv_fast.audio.features import analyze
+    from dmv_fast.render.segmented import render_many
+
+    _write_song(run / "s2.wav", seconds=1.0)
+    calls = []
+
+    def analysis(*a, **k):
+        calls.append(a)
+        if len(calls) == 2:
+            raise fault
+        return analyze(*a, **k)
+
+    monkeypatch.setattr("dmv_fast.render.job.analyze", analysis)
+    songs = [_opts(run), replace(_opts(run, "s2.mp4"), song=str(run / "s2.wav"))]
+    with pytest.raises(type(fault)):
+        render_many(songs, _spec(tiny), workers=1, segment_frames=SEGMENT_FRAMES)
+    assert len(calls) == 2
+    assert files(run) == {SONG, "s2.wav"}
 
 
 BATCH_ERRORS = {

@@ -374,8 +374,9 @@ def render_segmented(
 ) -> RenderResult:
     """Render one song with segment workers; see :func:`render_many` for the arguments.
 
-    The MP4 has exactly the frames, rate and audio of a one-process render (the segments
-    are joined by remuxing, the audio is encoded once). An interrupted or failed render
+    The video has the frame count, rate, durations and audio of a one-process render (the
+    segments are joined by remuxing, the audio is encoded once); at ``crf`` 0 its decoded
+    frames are the same too. An interrupted or failed render
     leaves no MP4 and keeps its finished segments: the same call again renders only the
     missing ones.
     """
