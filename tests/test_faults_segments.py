@@ -213,6 +213,29 @@ def test_a_stale_lock_is_swept(case, run, tiny, cache, live_pid):
     assert files(run) == RESULT
 
 
+def test_two_segmented_renders_to_one_output_one_wins(run, tiny, cache):
+    """Two processes render the same new output with two workers each: one exits 0, the
+    other 1 in one line (it found the folder held, or the video made)."""
+    code = "import sys; from dmv_fast.cli.app import main; main(sys.argv[1:])"
+    argv = args(run, tiny, "--workers", "2")[:]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outcomes = [(p.wait(timeout=600), p.communicate()[1]) for p in procs]
+    assert sorted(c for c, _ in outcomes) == [0, 1], outcomes
+    loser = next(err for c, err in outcomes if c == 1).strip()
+    assert len(loser.splitlines()) == 1 and loser.startswith("error: "), loser
+    assert "another run" in loser or "already exists" in loser, loser
+    assert "Errno" not in loser
+    assert files(run) == RESULT
+
+
 # ---------------------------------------------------------------------------------------------
 # A damaged segment is rendered again
 

@@ -203,7 +203,11 @@ def _finish(job: _Job, keep_segments: bool, overwrite: bool) -> RenderResult:
     parts = [(seg, job.folder.path(seg)) for seg in job.segments]
     options = job.options
     job.folder.verify(job.segments)  # every segment is the file its worker finished
-    frames = join_segments(parts, job.output, options.fps, options.song, overwrite=overwrite)
+    try:
+        frames = join_segments(parts, job.output, options.fps, options.song, overwrite=overwrite)
+    except FileExistsError:  # another run made this video meanwhile: the segments are no use
+        job.folder.remove()
+        raise
     job.timings["join"] = time.perf_counter() - t0
     plan = job.plan.to_dict()
     record = write_record(job.output, job.song.vectors, options, job.song.features, plan=plan)
