@@ -236,6 +236,28 @@ def test_two_segmented_renders_to_one_output_one_wins(run, tiny, cache):
     assert files(run) == RESULT
 
 
+def test_an_interrupted_render_gives_its_folder_up(run, tiny, cache, monkeypatch):
+    """Interrupted after its first segment: the segments stay, the lock goes, so any other
+    process may resume them at once; the rerun renders the rest."""
+    real = SegmentFolder.finished
+    calls = []
+
+    def interrupted(self, *a, **k):
+        calls.append(a)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(SegmentFolder, "finished", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _segmented(_opts(run), tiny)
+    names = files(run / "o.segments")
+    assert {"manifest.json", "00000.mp4", "00000.sha256"} <= names and "lock" not in names
+    monkeypatch.setattr(SegmentFolder, "finished", real)
+    _segmented(_opts(run), tiny)
+    assert files(run) == RESULT
+
+
 # ---------------------------------------------------------------------------------------------
 # A damaged segment is rendered again
 

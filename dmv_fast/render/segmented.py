@@ -346,6 +346,8 @@ def render_many(
         finally:
             if own:
                 pool.close()
+            for job in jobs:  # a failed song's folder: its segments stay, free for a rerun
+                job.folder.release()
     return [results[i] for i in range(len(jobs))]
 
 
