@@ -326,6 +326,9 @@ def test_a_one_process_rerun_continues_the_seed_and_removes_the_segments(run, ti
     first = _segmented(_opts(run, seed=None), tiny, keep_segments=True)
     manifest = json.loads((run / "o.segments" / "manifest.json").read_text())
     assert manifest["seed"] == first.seed
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (run / "o.segments" / "lock").write_text(f"{dead.pid}\n")  # its run was killed
     for name in ("o.mp4", "o.dmv.npz", "o.dmv.json"):
         (run / name).unlink()
     again = render(_opts(run, seed=None), _spec(tiny))

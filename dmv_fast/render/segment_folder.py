@@ -319,7 +319,7 @@ class SegmentFolder:
     def remove(self) -> None:
         """Delete the folder: only the files dmv-fast wrote; a folder that holds anything
         else afterwards is left (with that)."""
-        if _lock_pid(self.folder) not in (None, os.getpid()):
+        if lock_owner(self.folder) is not None:
             return  # another run took it over meanwhile
         if not self.folder.is_dir():
             return
