@@ -36,8 +36,9 @@ SEGMENTS = "o.segments"
 # The driver's script. At its top level (which spawned workers run too, as ``__mp_main__``)
 # it cuts segments of 8 frames and, with DMV_TEST_HOLD, makes the first worker that writes a
 # segment other than 00000 hold it (its temporary written) until it is stopped; the held
-# worker's pid goes to DMV_TEST_HOLD.pid. With DMV_TEST_ANALYSIS, a file marks the analysis
-# (held there with DMV_TEST_HOLD_ANALYSIS).
+# worker's pid goes to DMV_TEST_HOLD.pid. With DMV_TEST_CRASH, segment 00001 kills its worker
+# every time. With DMV_TEST_ANALYSIS, a file marks the analysis; with DMV_TEST_HOLD_RAY, the
+# driver holds once its Ray actors are there.
 _DRIVER = r"""
 import os, signal, sys, time
 from pathlib import Path
@@ -48,13 +49,16 @@ segmented.render_many.__kwdefaults__["segment_frames"] = 8
 segmented.render_segmented.__kwdefaults__["segment_frames"] = 8
 HOLD = os.environ.get("DMV_TEST_HOLD")
 ANALYSIS = os.environ.get("DMV_TEST_ANALYSIS")
+CRASH = os.environ.get("DMV_TEST_CRASH")
 
-if HOLD:
+if HOLD or CRASH:
     real_writer = workers.segment_writer
 
     def writer(path, *a, **k):
+        if CRASH and Path(path).name == "00001.mp4":
+            os._exit(1)  # every time: the worker dies as a crash would
         w = real_writer(path, *a, **k)
-        if Path(path).name == "00000.mp4":
+        if not HOLD or Path(path).name == "00000.mp4":
             return w
         write = w.write
 
@@ -73,13 +77,21 @@ if HOLD:
 
     workers.segment_writer = writer
 
+if os.environ.get("DMV_TEST_HOLD_RAY"):
+    from dmv_fast.render import ray_pool
+
+    def hold_ray(self, tasks):
+        Path(os.environ["DMV_TEST_HOLD_RAY"]).write_text("joined")
+        time.sleep(600)
+        yield from ()
+
+    ray_pool.RayPool.run = hold_ray
+
 if ANALYSIS:
     real_analyze = job.analyze
 
     def analyze(*a, **k):
         Path(ANALYSIS).write_text("analysed")
-        if os.environ.get("DMV_TEST_HOLD_ANALYSIS"):
-            time.sleep(600)
         return real_analyze(*a, **k)
 
     job.analyze = analyze
@@ -116,18 +128,22 @@ def _until(condition, what: str, proc: subprocess.Popen | None = None) -> None:
         time.sleep(0.05)
 
 
-def _held(run: Path, tiny: Path) -> tuple[subprocess.Popen, int, list[psutil.Process]]:
-    """A ``--workers 2`` render with one worker holding segment 1 or 2 and the other two
-    segments finished: (the driver, the held worker's pid, every process of the render)."""
+def _held(
+    run: Path, tiny: Path, argv: list[str] | None = None, folder: str = SEGMENTS
+) -> tuple[subprocess.Popen, int, list[psutil.Process]]:
+    """A ``--workers 2`` render (or ``argv``) with one worker holding segment 1 or 2 and the
+    other two segments finished in ``run/folder``: (the driver, the held worker's pid, every
+    process of the render)."""
     hold = run.parent / "hold"
     hold.write_text("")
-    proc = _driver(run, args(run, tiny, "--workers", "2"), DMV_TEST_HOLD=str(hold))
+    argv = argv or args(run, tiny, "--workers", "2")
+    proc = _driver(run, argv, DMV_TEST_HOLD=str(hold))
     pid_file = Path(f"{hold}.pid")
     _until(pid_file.exists, "a worker holds a segment", proc)
     held = int(pid_file.read_text())
-    folder = run / SEGMENTS
-    _until(lambda: len(_segments(folder)) == 2, "the other two segments are done", proc)
-    assert _segments(folder) < {"00000.mp4", "00001.mp4", "00002.mp4"}
+    path = run / folder
+    _until(lambda: len(_segments(path)) == 2, "the other two segments are done", proc)
+    assert _segments(path) < {"00000.mp4", "00001.mp4", "00002.mp4"}
     processes = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
     assert held in {p.pid for p in processes}
     return proc, held, processes
@@ -185,6 +201,21 @@ def test_a_signal_to_the_process_group_stops_the_render_at_once(run, cache, tiny
     _until(lambda: _gone(processes), "every process of the render has ended")
 
 
+def test_sigterm_to_a_batch_driver_alone_stops_its_workers_at_once(run, cache, tiny):
+    """Only the driver gets the signal: it ends its workers itself, at once."""
+    argv = ["batch", str(run / SONG), "--out-dir", str(run), "-q", "--workers", "2",
+            "--resolution", "128", "--weights", str(tiny), "--batch_size", "4",
+            "--frame_length", "2048", "--backend", "cpu", "--seed", "1"]  # fmt: skip
+    proc, _, processes = _held(run, tiny, argv, folder="song.segments")
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)  # the held segment would take 600 s
+    assert proc.returncode == 143, err
+    _one_line(err, "interrupted by SIGTERM")
+    _only_finished(run / "song.segments")
+    assert sorted(p.name for p in run.iterdir()) == ["song.segments", SONG]
+    _until(lambda: _gone(processes), "every process of the batch has ended")
+
+
 def test_sigkill_of_the_driver_ends_its_workers(run, cache, tiny):
     proc, held, processes = _held(run, tiny)
     os.kill(proc.pid, signal.SIGKILL)
@@ -203,6 +234,19 @@ def test_a_worker_killed_mid_render_is_replaced_and_the_video_is_complete(run, c
     assert "died (killed by SIGKILL)" in err  # said once, as a warning
     assert frames_in(run / OUT) == FRAMES
     assert sorted(p.name for p in run.iterdir()) == sorted([SONG, OUT, "o.dmv.npz", "o.dmv.json"])
+
+
+def test_a_segment_whose_workers_keep_dying_fails_in_one_line(run, cache, tiny):
+    """Three fresh workers in a row die on it too: the render gives up in one line (after a
+    warning per death) and keeps the segments finished."""
+    proc = _driver(run, args(run, tiny, "--workers", "2"), DMV_TEST_CRASH="1")
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 1, err
+    warnings, error = err.strip().splitlines()[:-1], err.strip().splitlines()[-1:]
+    assert len(warnings) == 3 and all("died (exit code 1)" in w for w in warnings), err
+    _one_line(error[0], "died 4 times")
+    assert tree(run / SEGMENTS) == {*_segments(run / SEGMENTS), "manifest.json"}
+    assert "00001.mp4" not in tree(run / SEGMENTS)
 
 
 @pytest.mark.parametrize("backend", ["cpu", "auto"])
@@ -269,14 +313,13 @@ def test_no_ray_cluster_to_join_says_how_to_start_one(run, cache, tiny):
 def test_sigterm_to_a_ray_driver_exits_143_in_one_line(run, cache, tiny):
     """Ray's own SIGTERM handler (exit 1 and a stack dump) does not replace the render's."""
     pytest.importorskip("ray")
-    marker = run.parent / "analysed"
-    argv = args(run, tiny, "--ray", "local")
-    proc = _driver(run, argv, DMV_TEST_ANALYSIS=str(marker), DMV_TEST_HOLD_ANALYSIS="1")
-    _until(marker.exists, "the driver has joined Ray and started the analysis", proc)
+    marker = run.parent / "joined"
+    proc = _driver(run, args(run, tiny, "--ray", "local"), DMV_TEST_HOLD_RAY=str(marker))
+    _until(marker.exists, "the driver has its Ray actors", proc)
     processes = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     _one_line(err, "interrupted by SIGTERM")
-    assert sorted(p.name for p in run.iterdir()) == [SONG]
+    assert sorted(p.name for p in run.iterdir()) == [SEGMENTS, SONG]  # with its manifest
     _until(lambda: _gone(processes), "the driver's Ray instance has ended")

@@ -314,21 +314,22 @@ class ProcessPool:
     def _read(self, w: _Worker) -> tuple[Any, bool]:
         """What ``w`` sent: (a finished result or None, whether it died)."""
         result = None
-        try:
-            while w.conn.poll():
+        while True:
+            try:
+                if not w.conn.poll():
+                    return result, not w.alive()
                 kind, value = w.conn.recv()
-                if kind == "frames":
-                    w.frames += value
-                    if self._on_frames is not None:
-                        self._on_frames(value)
-                elif kind == "done":
-                    w.task, result = None, value
-                else:  # the task raised: so does the run
-                    w.task = None
-                    raise value
-        except (EOFError, OSError):
-            return result, True
-        return result, not w.alive()
+            except (EOFError, OSError):
+                return result, True
+            if kind == "frames":
+                w.frames += value
+                if self._on_frames is not None:
+                    self._on_frames(value)
+            elif kind == "done":
+                w.task, result = None, value
+            else:  # the task raised: so does the run
+                w.task = None
+                raise value
 
     def _replace(self, w: _Worker, again: deque[Any], deaths: dict[Any, int]) -> None:
         """A worker died: reap it, start a fresh one, and run its task again (or give up)."""

@@ -119,6 +119,8 @@ def connect(address: str | None) -> None:
             address=None if address == "local" else address,
             logging_level=logging.ERROR,  # its notices are not the render's
             include_dashboard=False,
+            # The actors' own logs reach this terminal only with -v (they are in Ray's logs).
+            log_to_driver=logger.isEnabledFor(logging.DEBUG),
         )
     except ConnectionError as e:
         raise RuntimeError(f"cannot join the Ray cluster at {address!r}: {e}") from None
