@@ -236,6 +236,7 @@ class ProcessPool:
         on_frames: called here with every ``n`` a worker reports (and ``-n`` for the frames
             of a task whose worker died, which runs again).
         retries: runs of a task again after its worker died.
+        what: what a task is called in messages (``"segment"``).
     """
 
     def __init__(
@@ -245,8 +246,10 @@ class ProcessPool:
         workers: int,
         on_frames: Callable[[int], None] | None = None,
         retries: int = MAX_RETRIES,
+        what: str = "task",
     ) -> None:
         self._ctx = mp.get_context("spawn")
+        self._what = what
         self._factory, self._args = factory, args
         self._on_frames = on_frames
         self._retries = retries
@@ -346,12 +349,13 @@ class ProcessPool:
         deaths[key] = deaths.get(key, 0) + 1
         if deaths[key] > self._retries:
             raise RuntimeError(
-                f"a worker process died {deaths[key]} times on the same task "
+                f"a worker process died {deaths[key]} times on the same {self._what} "
                 f"(the last one {how}); giving up"
             )
         logger.warning(
-            "a worker process died (%s); running its task again on a fresh one (%d of %d)",
+            "a worker process died (%s); running its %s again on a fresh one (%d of %d)",
             how,
+            self._what,
             deaths[key],
             self._retries,
         )

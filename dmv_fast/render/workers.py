@@ -193,7 +193,9 @@ class LocalPool:
     ) -> None:
         self.workers = int_in("workers", workers, 1, MAX_WORKERS)
         self.model = model
-        self._pool = ProcessPool(SegmentWorker, (model,), self.workers, on_frames=on_frames)
+        self._pool = ProcessPool(
+            SegmentWorker, (model,), self.workers, on_frames=on_frames, what="segment"
+        )
 
     @property
     def pids(self) -> list[int]:
