@@ -13,8 +13,13 @@ Ray is an optional extra (``pip install 'dmv-fast[ray]'``) and is imported only 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import re
+import signal
+import socket
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -27,6 +32,13 @@ RAY_HINT = "pip install 'dmv-fast[ray]'"
 MAX_RESTARTS = 3
 
 
+#: Seconds to wait for a cluster's address to answer before giving up.
+CONNECT_TIMEOUT = 10.0
+_ADDRESS = re.compile(r"^(?:ray://)?(?P<host>\[[0-9a-fA-F:.]+\]|[\w.-]+):(?P<port>\d{1,5})$")
+#: Whether the Ray session was started by :func:`connect` (the pool that uses it ends it).
+_started_here = False
+
+
 def require_ray() -> Any:
     """Import Ray, or raise one clear line saying how to install it."""
     try:
@@ -34,6 +46,90 @@ def require_ray() -> Any:
     except ImportError as e:
         raise RuntimeError(f"Ray is not installed; install it with: {RAY_HINT}") from e
     return ray
+
+
+def check_address(address: str) -> None:
+    """ValueError unless ``address`` has the form of a Ray address: ``local``, ``auto``,
+    ``HOST:PORT`` or ``ray://HOST:PORT``."""
+    if address in ("local", "auto"):
+        return
+    m = _ADDRESS.match(address) if isinstance(address, str) else None
+    if m is None or not 0 < int(m.group("port")) < 65536:
+        raise ValueError(
+            f"Ray address {address!r} is not HOST:PORT, ray://HOST:PORT, auto or local"
+        )
+
+
+def _found(address: str) -> str:
+    """The cluster ``auto`` means (``RAY_ADDRESS``, or the one ``ray start`` left), as
+    HOST:PORT; the address itself when Ray cannot tell."""
+    try:
+        from ray._private.services import get_ray_address_from_environment
+    except ImportError:  # another Ray: it finds the cluster itself
+        return address
+    try:
+        found = get_ray_address_from_environment(address, None)
+    except ConnectionError as e:
+        if "could not find any running" not in str(e).lower():  # several clusters, say
+            raise RuntimeError(f"--ray auto: {str(e).strip().splitlines()[0]}") from None
+        raise RuntimeError(
+            "no Ray cluster found (--ray auto); start one with `ray start --head`, "
+            "or use --ray local for a Ray instance of this run"
+        ) from None
+    return found if isinstance(found, str) else address
+
+
+def _reach(address: str) -> None:
+    """Open and close a TCP connection to the cluster's address, within
+    :data:`CONNECT_TIMEOUT` seconds (Ray itself would wait for ever)."""
+    m = _ADDRESS.match(address)
+    if m is None:
+        return
+    host = m.group("host").strip("[]")
+    try:
+        with socket.create_connection((host, int(m.group("port"))), timeout=CONNECT_TIMEOUT):
+            pass
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
+        raise RuntimeError(f"cannot reach the Ray cluster at {address!r} ({reason})") from None
+
+
+def connect(address: str | None) -> None:
+    """Join the Ray cluster at ``address`` (or start a local instance: None or ``local``),
+    unless this process already has a Ray session: the address's form is checked and the
+    cluster reached first, in one line on failure. The signal handlers Ray installs are
+    put back as they were (a signal stops a render the usual way, with one line).
+
+    Raises:
+        ValueError: not a Ray address.
+        RuntimeError: Ray is not installed; no cluster answers at the address.
+    """
+    global _started_here
+    address = address or "local"
+    check_address(address)
+    ray = require_ray()
+    if ray.is_initialized():
+        return
+    if address != "local":
+        _reach(_found(address) if address == "auto" else address)
+    main = threading.current_thread() is threading.main_thread()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        ray.init(
+            address=None if address == "local" else address,
+            logging_level=logging.ERROR,  # its notices are not the render's
+            include_dashboard=False,
+            # The actors' own logs reach this terminal only with -v (they are in Ray's logs).
+            log_to_driver=logger.isEnabledFor(logging.DEBUG),
+        )
+    except ConnectionError as e:
+        raise RuntimeError(f"cannot join the Ray cluster at {address!r}: {e}") from None
+    finally:
+        for s, handler in handlers.items():
+            if main and handler is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    signal.signal(s, handler)
+    _started_here = True
 
 
 class RaySegmentWorker(SegmentWorker):
@@ -99,15 +195,10 @@ class RayPool:
                 raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
         if actors_per_gpu < 1:
             raise ValueError(f"actors_per_gpu must be >= 1; got {actors_per_gpu}")
+        global _started_here
         self._ray = ray
-        self._owns = False
-        if not ray.is_initialized():
-            ray.init(
-                address=None if address in (None, "local") else address,
-                logging_level=logging.WARNING,
-                include_dashboard=False,
-            )
-            self._owns = True
+        connect(address)
+        self._owns, _started_here = _started_here, False
         try:
             spec = WorkerModel(model).spec
             gpus = ray.cluster_resources().get("GPU", 0)

@@ -11,6 +11,7 @@ exist, and finished segments stay in ``NAME.segments/`` for a rerun of the same 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -276,8 +277,9 @@ def render_many(
     if ray_address is not None and (not isinstance(ray_address, str) or not ray_address):
         raise ValueError(f"ray_address must be a Ray address or 'local'; got {ray_address!r}")
     if ray_address is not None and pool is None:
-        from dmv_fast.render.ray_pool import require_ray
+        from dmv_fast.render.ray_pool import check_address, connect, require_ray
 
+        check_address(ray_address)
         require_ray()
     outputs = [Path(o.output_file).resolve() for o in songs]
     if len(set(outputs)) != len(outputs):
@@ -292,6 +294,8 @@ def render_many(
             check_decodable(options.song)
     plan_segments(1, segment_frames)  # validates segment_frames
 
+    if ray_address is not None and pool is None:
+        connect(ray_address)  # the cluster reached before any analysis or file
     jobs = _prepare_all(songs, plan, segment_frames)
     for job in jobs:
         job.left = len(job.missing)
@@ -364,6 +368,9 @@ def _open_pool(plan: Plan, workers: int | None, ray_address: str | None, add_fra
     # On the CPU the workers share the cores; on a GPU each session takes what it needs.
     threads = _worker_threads(plan)
     logger.info("rendering with %d segment worker%s", plan.workers, "s" * (plan.workers > 1))
+    if plan.warning:  # said once here, not once per worker
+        logger.warning("%s", plan.warning)
+        plan = dataclasses.replace(plan, warning="")
     return LocalPool(WorkerModel(plan, threads), plan.workers, on_frames=add_frames)
 
 

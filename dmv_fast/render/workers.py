@@ -13,14 +13,10 @@ How many workers a render needs is the plan's decision
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
-import multiprocessing as mp
 import os
-import queue
 import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from dmv_fast.render.engine import Engine, overlapped
+from dmv_fast.render.processes import ProcessPool
 from dmv_fast.settings.choices import MAX_WORKERS, int_in
 from dmv_fast.settings.plan import Plan, resolve
 from dmv_fast.settings.spec import ModelSpec
@@ -170,32 +167,20 @@ class SegmentWorker:
 # Local processes
 
 
-_worker: SegmentWorker | None = None
-_frames_queue: Any = None
-
-
-def _init_process(model: WorkerModel, frames_queue: Any) -> None:
-    global _worker, _frames_queue
-    _worker = SegmentWorker(model)
-    _frames_queue = frames_queue
-
-
-def _run_in_process(task: SegmentTask) -> SegmentDone:
-    assert _worker is not None, "worker process not initialised"
-    report = _frames_queue.put if _frames_queue is not None else None
-    return _worker.render(task, on_frames=report)
-
-
 class LocalPool:
     """``workers`` local processes (spawned), each with its own generator and encoder.
 
     The workers share this machine's disk: they write segment files in place (``local``).
+    They live and die with this process (:mod:`dmv_fast.render.processes`): they ignore a
+    terminal's Ctrl-C, stop at once when the render stops, end when this process ends
+    (SIGKILL included), and a segment whose worker died is rendered again on a fresh one.
 
     Args:
         model: what each process builds its session from, once.
         workers: number of processes, >= 1.
         on_frames: called on this process with the frame count of every batch any worker
-            encodes (for progress over all workers).
+            encodes (for progress over all workers; negative for the frames of a segment
+            whose worker died, which is rendered again).
     """
 
     local = True
@@ -208,59 +193,28 @@ class LocalPool:
     ) -> None:
         self.workers = int_in("workers", workers, 1, MAX_WORKERS)
         self.model = model
-        ctx = mp.get_context("spawn")
-        self._queue = ctx.Queue() if on_frames is not None else None
-        self._on_frames = on_frames
-        self._executor = cf.ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=ctx,
-            initializer=_init_process,
-            initargs=(model, self._queue),
+        self._pool = ProcessPool(
+            SegmentWorker, (model,), self.workers, on_frames=on_frames, what="segment"
         )
-        self._stop = threading.Event()
-        self._reader: threading.Thread | None = None
-        if self._queue is not None:
-            self._reader = threading.Thread(
-                target=self._read, name="dmv-fast-progress", daemon=True
-            )
-            self._reader.start()
 
-    def _read(self) -> None:
-        assert self._queue is not None and self._on_frames is not None
-        while not self._stop.is_set():
-            try:
-                n = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            except (EOFError, OSError):
-                return
-            self._on_frames(n)
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes' ids."""
+        return self._pool.pids
 
     def run(self, tasks: Iterable[SegmentTask]) -> Iterator[SegmentDone]:
         """Render every task; yield each result as it finishes (in any order).
 
         Raises:
-            RuntimeError: a worker process died. The exception of a failed task is re-raised.
+            RuntimeError: a segment's worker died more than
+                :data:`~dmv_fast.render.processes.MAX_RETRIES` times. The exception of a
+                failed task is re-raised.
         """
-        futures = [self._executor.submit(_run_in_process, task) for task in tasks]
-        try:
-            for future in cf.as_completed(futures):
-                try:
-                    yield future.result()
-                except cf.process.BrokenProcessPool as e:
-                    raise RuntimeError(f"a segment worker process died ({e})") from e
-        finally:
-            for future in futures:
-                future.cancel()
+        return self._pool.run(tasks)
 
     def close(self) -> None:
-        """Stop the processes (a segment being rendered is finished first)."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        self._stop.set()
-        if self._reader is not None:
-            self._reader.join()
-        if self._queue is not None:
-            self._queue.close()
+        """Stop the processes at once (a segment being rendered is abandoned)."""
+        self._pool.close()
 
     def __enter__(self) -> LocalPool:
         return self
