@@ -224,6 +224,20 @@ def test_a_second_signal_stops_at_once_and_keeps_nothing(run, tiny, lcache):
     assert files(run) == {SONG}
 
 
+def test_a_killed_session_leaves_what_the_next_one_removes(run, tiny, lcache):
+    proc = _spawn(_live(tiny, "--stdin", "--rate", str(SR), "-o", str(run / OUT)))
+    assert proc.stdin is not None
+    proc.stdin.write(_pcm(1.0, 1))
+    proc.stdin.flush()
+    _playing(run, proc)
+    proc.kill()
+    assert _ends(proc)[0] == -signal.SIGKILL
+    assert OUT not in files(run) and any(".live-" in name for name in files(run))
+    second = "second.mp4"
+    succeeded(cli(*_live(tiny, "--song", str(run / SONG), "-o", str(run / second))))
+    assert files(run) == {SONG, second}
+
+
 # ---------------------------------------------------------------------------------------------
 # Raw PCM on stdin: only a last partial sample frame is dropped; no audio is one line
 

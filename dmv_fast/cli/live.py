@@ -215,7 +215,7 @@ def live(
                 sinks.append(
                     live_window.WindowSink(
                         controls=session.controls,
-                        on_close=stop.set,  # like a Ctrl-C: the frames so far still come out
+                        on_close=stop.set,  # like the end of the input: the frames so far come out
                         overlay=lambda: _overlay(session, timeline),
                         show_overlay=overlay,
                     )
