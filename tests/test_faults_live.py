@@ -236,6 +236,7 @@ def test_a_killed_session_leaves_what_the_next_one_removes(run, tiny, lcache):
     second = "second.mp4"
     succeeded(cli(*_live(tiny, "--song", str(run / SONG), "-o", str(run / second))))
     assert files(run) == {SONG, second}
+    _no_session_threads()
 
 
 # ---------------------------------------------------------------------------------------------
