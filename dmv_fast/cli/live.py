@@ -201,6 +201,8 @@ def live(
                 where = f"from input device {input_device!r}"
             session = LiveSession(vis.generator, trajectory, queue=queue, batch=batch_size)
             session.warm_up()
+            if server is not None:  # steered from now on, before the first block
+                server.start(session.controls)
             # The first block before any output opens: no audio at all is one line, no file.
             first = next(blocks, None)
             if first is None:
@@ -231,8 +233,6 @@ def live(
                     f"({width * height * 3} bytes a frame)",
                     err=True,
                 )
-            if server is not None:
-                server.start(session.controls)
             logger.info(
                 "live: %s at %.2f frames/s, seed %d, classes %s",
                 spec.shape.describe(),
