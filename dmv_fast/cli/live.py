@@ -55,7 +55,7 @@ def live(
         typer.Option(
             "--raw",
             help="Raw RGB24 frames on stdout (H x W x 3 bytes each; the size is printed "
-            "on stderr at start).",
+            "on stderr before the first frame).",
         ),
     ] = False,
     window: Annotated[
@@ -203,11 +203,6 @@ def live(
             session.warm_up()
             if server is not None:  # steered from now on, before the first block
                 server.start(session.controls)
-            # The first block before any output opens: no audio at all is one line, no file.
-            first = next(blocks, None)
-            if first is None:
-                raise ValueError(f"no audio {where}")
-            blocks = itertools.chain([first], blocks)
             sinks: list[Sink] = []
             if output_file is not None:
                 sinks.append(FileSink(output_file, song, overwrite=True))
@@ -226,7 +221,13 @@ def live(
                 sinks.append(live_ndi.NdiSink(ndi))
             timeline = Timeline(sinks)
             height, width = vis.plan.frame_size
-            timeline.open((height, width), options.fps)
+            timeline.open((height, width), options.fps)  # a window, NDI: up before the audio
+            # The first block before any frame: no audio at all is one line, no file (the
+            # outputs are aborted), not one frame.
+            first = next(blocks, None)
+            if first is None:
+                raise ValueError(f"no audio {where}")
+            blocks = itertools.chain([first], blocks)
             if raw:  # what a player of the stream needs to know, before the first frame
                 typer.echo(
                     f"raw video: rgb24 {width}x{height} at {options.fps} frames/s "
