@@ -14,7 +14,7 @@ import pytest
 from _media import gradient_frames, probe, write_song
 
 from dmv_fast.render.api import render
-from dmv_fast.render.folders import segments_folder
+from dmv_fast.render.segment_folder import segments_folder
 from dmv_fast.render.workers import LocalPool, WorkerModel
 from dmv_fast.settings.options import RenderOptions
 from dmv_fast.settings.plan import default_workers, resolve
@@ -352,10 +352,14 @@ def test_batch_command_renders_every_song_into_the_folder(tmp_path, spec, make_s
     for i, s in enumerate(songs):
         video = out / f"{s.stem}.mp4"
         _check_timing(video, 1 + int((1.0 + i) * 22050) // 2048, FPS)
-    # A second run refuses to overwrite, in one line, and changes nothing.
-    result = CliRunner().invoke(app, args)
+    # The same command again has nothing left to render; other settings refuse to overwrite,
+    # in one line, and change nothing.
+    stamps = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert CliRunner().invoke(app, args).exit_code == 0
+    result = CliRunner().invoke(app, [*args, "--truncation", "0.5"])
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert "already exists" in result.output
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
     bad = CliRunner().invoke(app, ["batch", str(songs[0]), "--out-dir", str(out), "--workers",
                                    "0", *common])  # fmt: skip
     assert bad.exit_code == 1 and "workers must be an integer in 1..256" in bad.output

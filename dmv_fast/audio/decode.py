@@ -108,6 +108,26 @@ def _decode_pyav(path: Path) -> tuple[np.ndarray, int]:
     return (y[0] if y.shape[0] == 1 else y), rate
 
 
+def _decode(p: Path) -> tuple[np.ndarray, int]:
+    decoded = _decode_soundfile(p)
+    if decoded is None:
+        logger.debug("libsndfile cannot read %s; decoding with PyAV", p)
+        decoded = _decode_pyav(p)
+    y, rate = decoded
+    if y.size == 0:
+        raise ValueError(f"song {str(p)!r} contains no audio samples")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"song {str(p)!r} contains non-finite samples (NaN or infinity)")
+    return y, rate
+
+
+def check_decodable(path: str | os.PathLike[str]) -> None:
+    """Decode the whole song once, as :func:`load_audio` does, and drop it: the one-line
+    ValueError the analysis would raise for a song whose header reads but whose audio does
+    not, found before anything else starts (a playlist checks every song so)."""
+    _decode(check_file(path))
+
+
 def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode a song to mono float32 at 22050 Hz, as ``librosa.load(path)`` does.
 
@@ -123,18 +143,9 @@ def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
     """
     import librosa
 
-    p = check_file(path)
-    decoded = _decode_soundfile(p)
-    if decoded is None:
-        logger.debug("libsndfile cannot read %s; decoding with PyAV", p)
-        decoded = _decode_pyav(p)
-    y, rate = decoded
+    y, rate = _decode(check_file(path))
     if y.ndim > 1:
         y = librosa.to_mono(y)
-    if y.size == 0:
-        raise ValueError(f"song {str(p)!r} contains no audio samples")
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"song {str(p)!r} contains non-finite samples (NaN or infinity)")
     if rate != SAMPLE_RATE:
         y = librosa.resample(y, orig_sr=rate, target_sr=SAMPLE_RATE, res_type=_res_type())
     return np.ascontiguousarray(y, dtype=np.float32)

@@ -105,6 +105,9 @@ class AudioTrack:
         stream = container.add_stream("aac", rate=plan.rate, layout=plan.layout)
         stream.bit_rate = plan.bit_rate
         stream.time_base = Fraction(1, plan.rate)
+        # Samples are counted in 1/rate whatever the muxer makes of the stream's time base
+        # once its header is written (Matroska's is 1/1000): frames carry this one.
+        self._time_base = Fraction(1, plan.rate)
         self._stream = stream
         self._input = av.open(str(path))
         self._decoded = self._input.decode(self._input.streams.audio[0])
@@ -129,7 +132,7 @@ class AudioTrack:
                 np.ascontiguousarray(chunk.T).reshape(1, -1), format="flt", layout=self._plan.layout
             )
             frame.sample_rate = self._plan.rate
-            frame.time_base = self._stream.time_base
+            frame.time_base = self._time_base
             frame.pts = self.samples
             self._container.mux(self._stream.encode(frame))
             self.samples += take

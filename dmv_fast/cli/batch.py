@@ -2,7 +2,9 @@
 
 Each song becomes ``OUT_DIR/<song name>.mp4``; the songs' segments go to one pool of workers
 (local processes, or Ray actors with ``--ray``), so the model sessions are built once for
-the whole batch.
+the whole batch. The same command again skips the videos already there whose record says
+they were made with the same settings, and resumes the rest; ``--overwrite`` renders every
+song again. ``OUT_DIR`` is created for the run, and removed again if the run wrote nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import typer
 from dmv_fast.cli import params
 from dmv_fast.cli.terminal import ProgressBars, one_line_errors, setup_logging
 from dmv_fast.settings.options import RenderOptions
+from dmv_fast.settings.plan import Plan, resolve
 
 logger = logging.getLogger("dmv_fast")
 
@@ -98,15 +101,51 @@ def batch(
             )
             for song in songs
         ]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with ProgressBars(enabled=not quiet) as progress:
-            results = render_many(
-                options,
-                spec,
-                workers=workers,
-                ray_address=ray,
-                overwrite=overwrite,
-                progress=progress,
-            )
+        if not overwrite:
+            options = _not_rendered(options, resolve(spec, encoder="x264", workers=workers))
+        if not options:
+            logger.info("every song is already in %s", out_dir)
+            return
+        created = _create(out_dir)
+        try:
+            with ProgressBars(enabled=not quiet) as progress:
+                results = render_many(
+                    options,
+                    spec,
+                    workers=workers,
+                    ray_address=ray,
+                    overwrite=overwrite,
+                    progress=progress,
+                )
+        except BaseException:
+            for folder in reversed(created):  # only folders this run made, and left empty
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+            raise
     for result in results:
         logger.info("wrote %s: %d frames, seed %d", result.output, result.frames, result.seed)
+
+
+def _not_rendered(options: list[RenderOptions], plan: Plan) -> list[RenderOptions]:
+    """The songs still to render: a video already there is skipped when its record says it
+    was made with these settings (a rerun of the same command); any other existing video
+    stays in the list (and the render refuses to replace it)."""
+    from dmv_fast.render.record import differs_from_record
+
+    todo = []
+    for opts in options:
+        output = Path(opts.output_file)
+        if output.exists() and differs_from_record(output, opts, plan.to_dict()) is None:
+            logger.info("%s is already rendered with these settings: skipping it", output)
+        else:
+            todo.append(opts)
+    return todo
+
+
+def _create(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; returns those created, outermost first."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]

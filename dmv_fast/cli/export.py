@@ -45,6 +45,8 @@ def export(
             resolution, weights, backend, precision, batch_size, scaling, pixels, aspect, size, fill
         )
         plan = resolve(spec, encoder="x264", workers=1)
+        if output is not None:
+            _check_output(output)
         with ProgressBars(enabled=not quiet) as progress:
             path = ensure_graph(
                 plan, lambda done, total: progress("export", done, total), force=force
@@ -52,3 +54,25 @@ def export(
         if output is not None:
             path = copy_onnx(path, output)
     typer.echo(str(path))
+
+
+def _check_output(output: Path) -> None:
+    """Refuse an ``--output`` the graph could not be copied to, before exporting: the first
+    folder of it that exists must take a new file (tried under a temporary name)."""
+    from dmv_fast.files import temporary_name
+
+    out = output.expanduser()
+    folder = out if out.is_dir() else out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"--output {str(output)!r} is inside {str(folder)!r}, not a folder")
+    probe = temporary_name(folder / "dmv-fast-export")
+    try:
+        with open(probe, "xb"):
+            pass
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(
+            f"--output folder {str(folder)!r} does not take a new file ({e.strerror or e})"
+        ) from None

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from dmv_fast.files import Interrupted
+from dmv_fast.files import Interrupted, is_temporary
 
 logger = logging.getLogger("dmv_fast")
 
@@ -104,8 +104,10 @@ def one_line_errors(
     except KeyboardInterrupt:
         raise fail(f"interrupted{left}", 130) from None
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and writing is not None:
-            full = f"disk full while writing {str(writing)!r} ({exc.strerror})"
+        # The file the error names (a cache file), else the command's output.
+        named = exc.filename if exc.filename and not is_temporary(exc.filename) else None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and (named or writing) is not None:
+            full = f"disk full while writing {str(named or writing)!r} ({exc.strerror})"
             raise fail(full + "; no partial file was kept") from None
         raise fail(first_line(exc)) from None
     except (ValueError, RuntimeError) as exc:

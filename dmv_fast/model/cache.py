@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import importlib.util
 import json
@@ -281,9 +282,24 @@ def _make(
     source: WeightsSource, key: dict[str, Any], fp32: Path | None, progress: Progress | None
 ) -> Path:
     """Ask the exporter for the graph of ``key``, publish it and write its sidecar."""
+    path = onnx_path(key)
+    try:
+        return _make_at(path, source, key, fp32, progress)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # named: the cache, not the video, is full
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
+        raise
+
+
+def _make_at(
+    path: Path,
+    source: WeightsSource,
+    key: dict[str, Any],
+    fp32: Path | None,
+    progress: Progress | None,
+) -> Path:
     import dmv_fast_export
 
-    path = onnx_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     drop_optimized(path)
     started = time.perf_counter()

@@ -141,6 +141,15 @@ def resolve_weights(
         record = read_json(folder / SIDECAR_NAME) or {}
         digest = _combined_hash(record["files"][WEIGHTS_NAME]["sha256"], "standard")
         return WeightsSource("pretrained", text, res, folder / WEIGHTS_NAME, None, digest)
+    weights_file, config_file = _local_files(text, resolution)
+    digest = _combined_hash(
+        sha256_file(weights_file), sha256_file(config_file) if config_file else "standard"
+    )
+    return WeightsSource("local", text, int(resolution), weights_file, config_file, digest)
+
+
+def _local_files(text: str, resolution: int) -> tuple[Path, Path | None]:
+    """``(weights file, config file or None)`` of a local ``--weights`` value, checked."""
     path = Path(text).expanduser()
     if not path.exists():
         raise ValueError(
@@ -165,10 +174,28 @@ def resolve_weights(
                 f"weights {text!r} are for resolution {dim}, not {resolution} "
                 f"(output_dim in {config_file.name})"
             )
-    digest = _combined_hash(
-        sha256_file(weights_file), sha256_file(config_file) if config_file else "standard"
-    )
-    return WeightsSource("local", text, int(resolution), weights_file, config_file, digest)
+    return weights_file, config_file
+
+
+def check_weights(weights: str | os.PathLike[str] | None, resolution: int) -> None:
+    """The cheap checks of :func:`resolve_weights`, run before any analysis: a known name at
+    its resolution, or local files that exist and whose ``config.json`` agrees. Nothing is
+    downloaded or hashed.
+
+    Raises:
+        ValueError: what :func:`resolve_weights` would raise for the same value.
+    """
+    text = os.fspath(weights) if weights is not None else f"biggan-deep-{resolution}"
+    if text == RANDOM:
+        if resolution not in RESOLUTIONS:
+            raise ValueError(f"random weights come in resolutions {RESOLUTIONS}, not {resolution}")
+    elif text in PRETRAINED:
+        if PRETRAINED[text] != resolution:
+            raise ValueError(
+                f"weights {text!r} are for resolution {PRETRAINED[text]}, not {resolution}"
+            )
+    else:
+        _local_files(text, resolution)
 
 
 def _combined_hash(weights_sha: str, config_sha: str) -> str:

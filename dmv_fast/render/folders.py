@@ -1,5 +1,5 @@
-"""The folders beside an output that a rerun resumes: ``NAME.frames/`` (``-d``, ``-s``) and
-``NAME.segments/`` (segmented renders).
+"""The folders beside an output that a rerun resumes: ``NAME.frames/`` (``-d``, ``-s``) here,
+``NAME.segments/`` (segmented renders) in :mod:`dmv_fast.render.segment_folder`.
 
 Both hold a ``manifest.json`` of what decides their files (:func:`vectors_identity` plus the
 model's settings); a rerun reuses files only when it is equal.
@@ -20,16 +20,14 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from dmv_fast.files import as_json, atomic_write, read_json, sweep, write_json
-from dmv_fast.video.segments import Segment, count_packets
+from dmv_fast.files import as_json, atomic_write, sweep, write_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from dmv_fast.settings.options import RenderOptions
@@ -311,86 +309,3 @@ def frames_manifest(
         manifest["frame_size"] = list(plan.frame_size)
         manifest["fill"] = plan.spec.shape.fill
     return manifest
-
-
-# Segments -------------------------------------------------------------------------------
-
-#: Marks a segments manifest (a folder of another kind is not reused).
-SEGMENTS_FORMAT = "dmv-fast-segments"
-
-
-def segments_folder(output_file: str | os.PathLike[str]) -> Path:
-    """The segments folder of an output: ``NAME.segments/`` beside ``NAME.mp4``."""
-    out = Path(output_file)
-    return out.with_name(out.stem + ".segments")
-
-
-class SegmentFolder:
-    """``NAME.segments/``: finished segment files plus the manifest that made them."""
-
-    def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
-        self.folder = folder
-        self.manifest = manifest
-
-    @staticmethod
-    def read_manifest(folder: Path) -> dict[str, Any] | None:
-        """The manifest of an existing folder, or None (no folder, or an unreadable one)."""
-        data = read_json(folder / MANIFEST)
-        return data if data is not None and data.get("format") == SEGMENTS_FORMAT else None
-
-    @classmethod
-    def open(cls, folder: Path, manifest: dict[str, Any]) -> SegmentFolder:
-        """Create or reuse ``folder`` for ``manifest``.
-
-        A folder made with another manifest (other settings, song or vectors) holds segments
-        of another video: they are deleted. Leftover temporary files of an interrupted run
-        are deleted too.
-        """
-        manifest = as_json({"format": SEGMENTS_FORMAT, **manifest}, "segments manifest")
-        if folder.exists() and not folder.is_dir():
-            raise ValueError(f"{str(folder)!r} exists and is not a folder")
-        folder.mkdir(exist_ok=True)
-        found = cls.read_manifest(folder)
-        if found != manifest:
-            stale = sorted(folder.glob("*.mp4"))
-            if stale:
-                logger.info(
-                    "%s holds %d segments of other settings; rendering them again",
-                    folder,
-                    len(stale),
-                )
-            for path in stale:
-                path.unlink()
-            write_json(folder / MANIFEST, manifest)
-        sweep(folder)  # temporaries of runs that were killed
-        return cls(folder, manifest)
-
-    def path(self, segment: Segment) -> Path:
-        return self.folder / segment.name
-
-    def missing(self, segments: Sequence[Segment]) -> list[Segment]:
-        """Segments without a whole file; a damaged or short file is deleted and counted."""
-        out = []
-        for seg in segments:
-            path = self.path(seg)
-            if not path.exists():
-                out.append(seg)
-                continue
-            count = count_packets(path)
-            if count != seg.frames:
-                logger.warning(
-                    "segment %s holds %s frames instead of %d; rendering it again",
-                    path,
-                    count,
-                    seg.frames,
-                )
-                path.unlink()
-                out.append(seg)
-        return out
-
-    def write(self, segment: Segment, data: bytes) -> Path:
-        """Store an encoded segment received from elsewhere (atomically)."""
-        return atomic_write(self.path(segment), data)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)

@@ -4,8 +4,8 @@ Ranges are checked when :class:`~dmv_fast.settings.options.RenderOptions` and
 :class:`~dmv_fast.settings.spec.ModelSpec` are made, and what the machine can run when the plan is
 resolved; what is left is here: the song (exists, readable, decodable header, channels the
 encoder takes) and the output (its folder exists and takes a new file, its name leaves room
-for the temporary name, it is not the song, it is not a folder, it does not exist unless
-overwriting). Temporaries that killed runs left beside the output are swept here.
+for the temporary name, it is not the song, nor is the song one of the record files it
+writes, it is not a folder, it does not exist unless overwriting). Temporaries that killed runs left beside the output are swept here.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from dmv_fast.audio.decode import AudioInfo, probe_audio
 from dmv_fast.audio.track import check_audio
 from dmv_fast.files import sweep, temporary_name
+from dmv_fast.render.record import plot_path, record_paths
 from dmv_fast.settings.options import RenderOptions
 
 #: AAC in MP4 carries at most 8 channels (7.1).
@@ -49,6 +50,13 @@ def check_output(path: Path, overwrite: bool, song: Path | None = None) -> None:
         )
     if song is not None and path.exists() and _same_file(path, song):
         raise ValueError(f"output {str(path)!r} is the song itself: choose another output")
+    if song is not None:
+        for written in (*record_paths(path), plot_path(path)):
+            if written.exists() and _same_file(written, song):
+                raise ValueError(
+                    f"song {str(song)!r} is {written.name!r}, a file the render of"
+                    f" {str(path)!r} writes: rename the song or choose another output"
+                )
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} already exists (pass --overwrite to replace it)")
     # The real test of a writable folder (access() says yes for root, and for /proc), under

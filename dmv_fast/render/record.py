@@ -209,6 +209,58 @@ def stage_record(
     return StagedRecord(pairs)
 
 
+#: What decides a video besides its song and model: a rerun of ``batch`` skips a video whose
+#: record says the same (and the same seed, when one is given).
+DECIDING_SETTINGS = (
+    "duration",
+    "pitch_sensitivity",
+    "tempo_sensitivity",
+    "depth",
+    "classes",
+    "num_classes",
+    "sort_classes_by_power",
+    "jitter",
+    "frame_length",
+    "truncation",
+    "smooth_factor",
+    "encoder",
+    "crf",
+    "preset",
+)
+#: The plan's values that decide the pixels (:meth:`Plan.to_dict`).
+DECIDING_MODEL = ("resolution", "precision", "scaling", "pixels", "frame_size", "fill", "weights")
+
+
+def differs_from_record(
+    output_file: str | os.PathLike[str], options: RenderOptions, plan: dict[str, Any]
+) -> str | None:
+    """Why the video at ``output_file`` is not the one ``options`` and ``plan`` would make, in
+    a few words; None when its record says it is: the same song (content hash), the same
+    :data:`DECIDING_SETTINGS`, the same seed when ``options`` gives one, and the same model
+    (:data:`DECIDING_MODEL`)."""
+    _, json_path = record_paths(output_file)
+    try:
+        meta = json.loads(json_path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "it has no readable record"
+    if not isinstance(meta, dict) or meta.get("format") != RECORD_FORMAT:
+        return "it has no dmv-fast record"
+    if meta.get("song_sha256") != song_sha256(options.song):
+        return "it was made from another song"
+    recorded = meta.get("settings") or {}
+    now = json.loads(json.dumps(dataclasses.asdict(options)))
+    for key in DECIDING_SETTINGS:
+        if recorded.get(key) != now.get(key):
+            return f"its {key} was {recorded.get(key)!r}"
+    if options.seed is not None and meta.get("seed") != options.seed:
+        return f"its seed was {meta.get('seed')!r}"
+    model = meta.get("plan") or {}
+    for key in DECIDING_MODEL:
+        if model.get(key) != plan.get(key):
+            return f"its model's {key} was {model.get(key)!r}"
+    return None
+
+
 def read_record(
     output_file: str | os.PathLike[str], options: RenderOptions, features: AudioFeatures
 ) -> Vectors:

@@ -22,13 +22,20 @@ from typing import Any
 
 import numpy as np
 
+from dmv_fast.audio.decode import check_decodable
 from dmv_fast.audio.track import plan_audio
 from dmv_fast.model.cache import ensure_graph
+from dmv_fast.model.weights import check_weights
 from dmv_fast.render.engine import Engine, ProgressCallback, no_progress
-from dmv_fast.render.folders import SegmentFolder, segments_folder, vectors_identity
+from dmv_fast.render.folders import vectors_identity
 from dmv_fast.render.job import RenderResult, SongJob, prepare
 from dmv_fast.render.preflight import preflight
 from dmv_fast.render.record import plot_path, write_record
+from dmv_fast.render.segment_folder import (
+    SegmentFolder,
+    check_segments_folder,
+    segments_folder,
+)
 from dmv_fast.render.workers import LocalPool, SegmentTask, WorkerModel
 from dmv_fast.settings.choices import count_or_none
 from dmv_fast.settings.options import RenderOptions
@@ -97,6 +104,7 @@ def _check(options: RenderOptions, overwrite: bool) -> None:
         raise ValueError("segmented rendering encodes with libx264; use encoder x264 or auto")
     preflight(options, overwrite=overwrite)
     plan_audio(Path(options.song))
+    check_segments_folder(segments_folder(options.output_file))
 
 
 def _manifest(
@@ -131,7 +139,11 @@ def _prepare(options: RenderOptions, plan: Plan, segment_frames: int) -> _Job:
     )  # fmt: skip
     store = SegmentFolder.open(folder, manifest)
     segments = plan_segments(song.n_frames, segment_frames)
-    missing = store.missing(segments)
+    try:
+        missing = store.missing(segments)
+    except BaseException:
+        store.discard()
+        raise
     if len(missing) < len(segments):
         logger.info(
             "%s: %d of %d segments already rendered; rendering the other %d",
@@ -150,6 +162,20 @@ def _prepare(options: RenderOptions, plan: Plan, segment_frames: int) -> _Job:
         missing=missing,
         timings=dict(song.timings),
     )
+
+
+def _prepare_all(songs: Sequence[RenderOptions], plan: Plan, segment_frames: int) -> list[_Job]:
+    """:func:`_prepare` every song; on a failure, the folders of the songs prepared so far
+    are given up, and removed where they hold no finished segment."""
+    jobs: list[_Job] = []
+    try:
+        for options in songs:
+            jobs.append(_prepare(options, plan, segment_frames))
+    except BaseException:
+        for job in jobs:
+            job.folder.discard()
+        raise
+    return jobs
 
 
 def _ensure_graph(plan: Plan, progress: ProgressCallback) -> None:
@@ -176,10 +202,18 @@ def _finish(job: _Job, keep_segments: bool, overwrite: bool) -> RenderResult:
     t0 = time.perf_counter()
     parts = [(seg, job.folder.path(seg)) for seg in job.segments]
     options = job.options
-    frames = join_segments(parts, job.output, options.fps, options.song, overwrite=overwrite)
+    job.folder.verify(job.segments)  # every segment is the file its worker finished
+    try:
+        frames = join_segments(parts, job.output, options.fps, options.song, overwrite=overwrite)
+    except FileExistsError:  # another run made this video meanwhile: the segments are no use
+        job.folder.remove()
+        raise
     job.timings["join"] = time.perf_counter() - t0
-    record = write_record(job.output, job.song.vectors, options, job.song.features)
-    if not keep_segments:
+    plan = job.plan.to_dict()
+    record = write_record(job.output, job.song.vectors, options, job.song.features, plan=plan)
+    if keep_segments:
+        job.folder.release()
+    else:
         job.folder.remove()
     return RenderResult(
         output=job.output,
@@ -249,11 +283,16 @@ def render_many(
     if len(set(outputs)) != len(outputs):
         raise ValueError("two songs would write the same output file")
     plan = _plan_of(model, workers)
+    if ray_address is None:  # on Ray, the weights may be on the actors' machines only
+        check_weights(plan.spec.weights, plan.spec.resolution)
     for options in songs:
         _check(options, overwrite)
+    if len(songs) > 1:  # a playlist: no song is analysed before every one decodes
+        for options in songs:
+            check_decodable(options.song)
     plan_segments(1, segment_frames)  # validates segment_frames
 
-    jobs = [_prepare(o, plan, segment_frames) for o in songs]
+    jobs = _prepare_all(songs, plan, segment_frames)
     for job in jobs:
         job.left = len(job.missing)
     total = sum(job.song.n_frames for job in jobs)
@@ -288,8 +327,7 @@ def render_many(
             for result in pool.run(_tasks(jobs, local)):
                 i, index = result.key
                 job = jobs[i]
-                if result.data is not None:
-                    job.folder.write(job.segments[index], result.data)
+                job.folder.finished(job.segments[index], result.data)
                 if not per_batch:
                     add_frames(result.frames)
                 job.providers = job.providers or list(result.providers)
@@ -308,6 +346,8 @@ def render_many(
         finally:
             if own:
                 pool.close()
+            for job in jobs:  # a failed song's folder: its segments stay, free for a rerun
+                job.folder.release()
     return [results[i] for i in range(len(jobs))]
 
 
@@ -340,8 +380,9 @@ def render_segmented(
 ) -> RenderResult:
     """Render one song with segment workers; see :func:`render_many` for the arguments.
 
-    The MP4 has exactly the frames, rate and audio of a one-process render (the segments
-    are joined by remuxing, the audio is encoded once). An interrupted or failed render
+    The video has the frame count, rate, durations and audio of a one-process render (the
+    segments are joined by remuxing, the audio is encoded once); at ``crf`` 0 its decoded
+    frames are the same too. An interrupted or failed render
     leaves no MP4 and keeps its finished segments: the same call again renders only the
     missing ones.
     """

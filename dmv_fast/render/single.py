@@ -17,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from dmv_fast.model.weights import check_weights
 from dmv_fast.render.engine import Engine, ProgressCallback, overlapped
 from dmv_fast.render.folders import FrameStore, frames_folder, frames_manifest
 from dmv_fast.render.job import RenderResult, prepare
 from dmv_fast.render.preflight import preflight
 from dmv_fast.render.record import plot_path, song_sha256, stage_record
+from dmv_fast.render.segment_folder import SegmentFolder, check_segments_folder, segments_folder
 from dmv_fast.settings.options import RenderOptions
 from dmv_fast.settings.plan import Plan
 from dmv_fast.video.writer import VideoWriter
@@ -38,12 +40,17 @@ def render_single(
     and its record appear together or not at all.
     """
     plan = engine.plan_for(options.encoder)
+    if not options.save_only:  # -s makes no frames: it needs no weights
+        check_weights(plan.spec.weights, plan.spec.resolution)
     preflight(options, overwrite=overwrite)  # song and output, before any analysis
     output = Path(options.output_file)
     song_hash = song_sha256(options.song)  # the song's identity in the record and the manifest
     staged = options.use_disk or options.save_only
     folder = frames_folder(output)
-    recorded = FrameStore.read_manifest(folder) if staged else None
+    segments = segments_folder(output)
+    # A segmented render of this output was interrupted: continue with its seed (its
+    # segments are not reused here; the folder goes once this video is in place).
+    recorded = FrameStore.read_manifest(folder) if staged else SegmentFolder.read_manifest(segments)
     if not options.save_only:  # the session loads while the song is analysed
         engine.preload()
     try:
@@ -94,6 +101,8 @@ def render_single(
         except BaseException:
             output.unlink(missing_ok=True)
             raise
+    if not staged:
+        _drop_segments(segments)
     return RenderResult(
         output=output,
         frames=n_frames,
@@ -107,6 +116,20 @@ def render_single(
         timings=timings,
         plot=plot_path(output) if options.plot else None,
     )
+
+
+def _drop_segments(folder: Path) -> None:
+    """Remove the segments of an interrupted segmented render of the same output, now that
+    its video is made: only a folder of dmv-fast's own files that no live run holds."""
+    if not folder.is_dir():
+        return
+    try:
+        check_segments_folder(folder)
+    except ValueError as e:
+        logger.info("%s is left: %s", folder, e)
+        return
+    logger.info("removing %s, the segments of an earlier segmented render", folder)
+    SegmentFolder(folder, {}).remove()
 
 
 def _make_frames(
