@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 from pathlib import Path
@@ -20,8 +21,9 @@ from typing import Annotated, Any
 import typer
 
 from dmv_fast.cli import params
-from dmv_fast.cli.terminal import one_line_errors, setup_logging
-from dmv_fast.settings.choices import LIVE_QUEUE
+from dmv_fast.cli.terminal import fail, one_line_errors, setup_logging
+from dmv_fast.files import Interrupted
+from dmv_fast.settings.choices import LIVE_MAX_CHANNELS, LIVE_MAX_RATE, LIVE_MIN_RATE, LIVE_QUEUE
 
 logger = logging.getLogger("dmv_fast")
 
@@ -53,7 +55,7 @@ def live(
         typer.Option(
             "--raw",
             help="Raw RGB24 frames on stdout (H x W x 3 bytes each; the size is printed "
-            "on stderr at start).",
+            "on stderr before the first frame).",
         ),
     ] = False,
     window: Annotated[
@@ -112,7 +114,10 @@ def live(
     verbose: params.Verbose = False,
 ) -> None:
     """Visualize music live: frames follow the audio as it plays, late frames are dropped."""
+    import itertools
+
     from dmv_fast.audio.decode import song_blocks
+    from dmv_fast.files import atomic_write
     from dmv_fast.live import ndi as live_ndi
     from dmv_fast.live import window as live_window
     from dmv_fast.live.osc import OscServer
@@ -129,21 +134,21 @@ def live(
     stop = threading.Event()
     timeline: Timeline | None = None
     server: OscServer | None = None
+    interrupts: list[KeyboardInterrupt] = []
     try:
-        with one_line_errors(""):
+        with one_line_errors("no partial video was written" if output_file else ""):
             sources = [s for s in (song is not None, stdin, input_device is not None) if s]
             if len(sources) != 1:
                 raise ValueError("give exactly one input: --song FILE, --stdin or --input-device")
-            if stdin and not rate:
+            if rate is not None:
+                _check_rate(rate)
+            if stdin and rate is None:
                 raise ValueError("--stdin needs --rate (the sample rate of the PCM, in Hz)")
-            if rate is not None and rate <= 0:
-                raise ValueError(f"--rate must be a positive number of Hz, got {rate}")
-            if not 1 <= channels <= 64:
-                raise ValueError(f"--channels must be in 1..64, got {channels}")
-            if duration is not None and duration <= 0:
-                raise ValueError(f"--duration must be > 0 seconds, got {duration}")
-            if stats is not None and not stats.resolve().parent.is_dir():
-                raise ValueError(f"--stats folder {str(stats.parent)!r} does not exist")
+            if song is None:
+                _check_channels(channels, output_file is not None)
+            _check_session(duration, queue, batch_size, threads)
+            if stats is not None:
+                _check_stats(stats, [p for p in (song, output_file) if p is not None])
             if overlay and not window:
                 raise ValueError("--overlay needs --window")
             if window:
@@ -184,14 +189,20 @@ def live(
             vis = Visualizer(spec, threads=threads)  # resolves the plan once
             if song is not None:
                 in_rate, _, blocks = song_blocks(song)
+                where = f"in {str(song)!r}"
             elif stdin:
                 assert rate is not None
-                in_rate, blocks = rate, stdin_blocks(channels, BLOCK)
+                in_rate, blocks = rate, stdin_blocks(channels, BLOCK, stop=stop)
+                where = "on stdin"
             else:
                 assert input_device is not None
                 in_rate, blocks = device_blocks(input_device, rate, channels, BLOCK, stop)
+                _check_rate(in_rate)
+                where = f"from input device {input_device!r}"
             session = LiveSession(vis.generator, trajectory, queue=queue, batch=batch_size)
             session.warm_up()
+            if server is not None:  # steered from now on, before the first block
+                server.start(session.controls)
             sinks: list[Sink] = []
             if output_file is not None:
                 sinks.append(FileSink(output_file, song, overwrite=True))
@@ -201,7 +212,7 @@ def live(
                 sinks.append(
                     live_window.WindowSink(
                         controls=session.controls,
-                        on_close=stop.set,  # like a Ctrl-C: the frames so far still come out
+                        on_close=stop.set,  # like the end of the input: the frames so far come out
                         overlay=lambda: _overlay(session, timeline),
                         show_overlay=overlay,
                     )
@@ -210,15 +221,19 @@ def live(
                 sinks.append(live_ndi.NdiSink(ndi))
             timeline = Timeline(sinks)
             height, width = vis.plan.frame_size
-            timeline.open((height, width), options.fps)
+            timeline.open((height, width), options.fps)  # a window, NDI: up before the audio
+            # The first block before any frame: no audio at all is one line, no file (the
+            # outputs are aborted), not one frame.
+            first = next(blocks, None)
+            if first is None:
+                raise ValueError(f"no audio {where}")
+            blocks = itertools.chain([first], blocks)
             if raw:  # what a player of the stream needs to know, before the first frame
                 typer.echo(
                     f"raw video: rgb24 {width}x{height} at {options.fps} frames/s "
                     f"({width * height * 3} bytes a frame)",
                     err=True,
                 )
-            if server is not None:
-                server.start(session.controls)
             logger.info(
                 "live: %s at %.2f frames/s, seed %d, classes %s",
                 spec.shape.describe(),
@@ -228,7 +243,7 @@ def live(
             )
             result = run(
                 session, blocks, in_rate, timeline, paced=song is not None,
-                duration=duration, stop=stop,
+                duration=duration, stop=stop, interrupts=interrupts,
             )  # fmt: skip
             if server is not None:
                 server.close()
@@ -236,28 +251,100 @@ def live(
             timeline.close(result.frames_total)
             sink_stats = timeline.stats()
             timeline = None
+            typer.echo(result.summary(), err=raw)
+            for line in sink_stats:
+                typer.echo(line.summary(), err=raw)
+            if stats is not None:
+                record = {
+                    **result.to_dict(),
+                    "frame_length": options.frame_length,
+                    "queue": queue,
+                    "threads": threads,
+                    "plan": vis.plan.to_dict(),
+                    "analysis_latency_ms": 1000 * trajectory.latency,
+                    "load_average": list(os.getloadavg()),
+                    "sinks": [s.to_dict() for s in sink_stats],
+                    "controls": session.controls.to_dict(),
+                    "interrupted": bool(interrupts),
+                }
+                atomic_write(stats, json.dumps(record, indent=2) + "\n")
     finally:
         stop.set()
         if server is not None:
             server.close()
         if timeline is not None:
             timeline.abort()
-    typer.echo(result.summary(), err=raw)
-    for line in sink_stats:
-        typer.echo(line.summary(), err=raw)
-    if stats is not None:
-        record = {
-            **result.to_dict(),
-            "frame_length": options.frame_length,
-            "queue": queue,
-            "threads": threads,
-            "plan": vis.plan.to_dict(),
-            "analysis_latency_ms": 1000 * trajectory.latency,
-            "load_average": list(os.getloadavg()),
-            "sinks": [s.to_dict() for s in sink_stats],
-            "controls": session.controls.to_dict(),
-        }
-        stats.write_text(json.dumps(record, indent=2) + "\n")
+    if interrupts:  # the first signal ended the input: what was played is kept, said here
+        raise _interrupted(interrupts[0], output_file)
+
+
+def _check_rate(rate: int) -> None:
+    """A live input's sample rate: from the lowest the video's audio track resamples from to
+    the highest sound cards use."""
+    if not LIVE_MIN_RATE <= rate <= LIVE_MAX_RATE:
+        raise ValueError(
+            f"--rate must be a positive sample rate from {LIVE_MIN_RATE} to {LIVE_MAX_RATE} Hz"
+            f", got {rate}"
+        )
+
+
+def _check_channels(channels: int, mp4: bool) -> None:
+    """The channels of --stdin or a sound card; with -o, what the MP4's AAC audio carries."""
+    from dmv_fast.render.preflight import MAX_CHANNELS
+
+    if not 1 <= channels <= LIVE_MAX_CHANNELS:
+        raise ValueError(f"--channels must be from 1 to {LIVE_MAX_CHANNELS}, got {channels}")
+    if mp4 and channels > MAX_CHANNELS:
+        raise ValueError(
+            f"--channels {channels}: the video's AAC audio carries 1 to {MAX_CHANNELS} "
+            "channels (mix it down first, or leave out -o)"
+        )
+
+
+def _check_session(
+    duration: float | None, queue: int, batch_size: int, threads: int | None
+) -> None:
+    """The session's own settings, before the model is loaded."""
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise ValueError(f"--duration must be a positive finite number of seconds, got {duration}")
+    if queue < 1:
+        raise ValueError(f"--queue must be at least 1 slot, got {queue}")
+    if not 1 <= batch_size <= queue:
+        raise ValueError(f"--batch_size must be from 1 to --queue ({queue}), got {batch_size}")
+    if threads is not None and threads < 1:
+        raise ValueError(
+            f"--threads must be at least 1 (leave it out for one per core), got {threads}"
+        )
+
+
+def _check_stats(stats: Path, others: list[Path]) -> None:
+    """--stats: a file (written whole at the end) in a folder that takes a new file, and
+    neither the song nor the video."""
+    from dmv_fast.files import same_file, temporary_name
+
+    folder = stats.parent if str(stats.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"--stats folder {str(folder)!r} does not exist")
+    if stats.is_dir():
+        raise ValueError(f"--stats {str(stats)!r} is a folder, not a file")
+    if any(same_file(stats, other) for other in others):
+        raise ValueError(f"--stats {str(stats)!r} is the song or the video: choose another file")
+    probe = temporary_name(stats)  # access() says yes for root, and for /proc
+    try:
+        with open(probe, "xb"):
+            pass
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(
+            f"--stats folder {str(folder)!r} does not take a new file ({e.strerror or e})"
+        ) from None
+
+
+def _interrupted(exc: KeyboardInterrupt, output: Path | None) -> typer.Exit:
+    """The one line of a session ended by a signal, after what was played was kept."""
+    by, code = (f" by {exc}", exc.exit_code) if isinstance(exc, Interrupted) else ("", 130)
+    kept = f"; the video of the audio played so far is in {str(output)!r}" if output else ""
+    return fail(f"interrupted{by}{kept}", code)
 
 
 def _overlay(session: Any, timeline: Any) -> list[str]:

@@ -159,7 +159,7 @@ class SinkFeed:
 
     def _finish(self, end: tuple[str, int], timeout: float | None) -> None:
         with self._cond:
-            if self._end is None:
+            if self._end is None or end[0] == "abort":  # an abort overrides a close not begun
                 self._end = end
             if end[0] == "abort":
                 self._count = 0

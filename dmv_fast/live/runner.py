@@ -16,6 +16,7 @@ send a session's frames to its own sinks::
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Iterator
 
@@ -27,6 +28,9 @@ from dmv_fast.live.sinks import Timeline
 
 logger = logging.getLogger("dmv_fast")
 
+#: How long the end of a run waits for the input thread (sources here stop within 0.1 s).
+INPUT_JOIN_SECONDS = 10.0
+
 
 def run(
     session: LiveSession,
@@ -37,6 +41,7 @@ def run(
     paced: bool,
     duration: float | None = None,
     stop: threading.Event | None = None,
+    interrupts: list[KeyboardInterrupt] | None = None,
 ) -> LiveStats:
     """Feed ``blocks`` to ``session`` in a thread and hand its frames to ``timeline`` here.
 
@@ -46,14 +51,21 @@ def run(
         rate: their sample rate in Hz.
         timeline: the sinks (opened by the caller); each block also goes to them.
         paced: push blocks at real-time pace (a file); False: as they come (a stream).
-        duration: stop after this many seconds of audio.
+        duration: stop after this many seconds of audio (a finite number > 0).
         stop: set it to end the input early (the frames of the audio so far still come out);
-            the first Ctrl-C does the same, a second one stops at once.
+            the first Ctrl-C (or a signal turned into a ``KeyboardInterrupt``) does the same,
+            a second one stops at once.
+        interrupts: the first Ctrl-C or signal is appended here, so that the caller can say
+            the session was interrupted once it has kept what was played.
 
     Returns:
-        the session's stats. The caller closes (or aborts) the timeline.
+        the session's stats. The caller closes (or aborts) the timeline. When it returns or
+        raises, the input thread and the session's worker have ended.
     """
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise ValueError(f"duration must be a finite number of seconds > 0, got {duration!r}")
     stop = stop if stop is not None else threading.Event()
+    caught = interrupts if interrupts is not None else []
     limit = None if duration is None else round(duration * rate)
     failure: list[BaseException] = []
 
@@ -82,7 +94,7 @@ def run(
         except BaseException as e:  # reported by the main thread
             failure.append(e)
         finally:
-            session.finish()
+            session.finish()  # wakes the worker for the last frames; gives up if closed
 
     feeder = threading.Thread(target=feed, name="dmv-fast-live-input", daemon=True)
     with session:
@@ -91,19 +103,22 @@ def run(
             while True:
                 try:
                     frame = session.pull(timeout=0.1, newest=False)
-                except KeyboardInterrupt:
-                    if stop.is_set():
-                        raise
-                    stop.set()  # the first Ctrl-C ends the input and keeps what was played
-                    logger.warning("interrupted: finishing the frames of the audio so far")
-                    continue
-                if frame is not None:
-                    timeline.frame(frame.index, frame.image, frame.arrived)
-                elif session.done:
-                    break
+                    if frame is not None:
+                        timeline.frame(frame.index, frame.image, frame.arrived)
+                    elif session.done:
+                        break
+                except KeyboardInterrupt as e:
+                    if caught:
+                        raise  # a second one: stop at once
+                    caught.append(e)
+                    stop.set()  # the first one ends the input and keeps what was played
+                    logger.info("interrupted: finishing the frames of the audio so far")
         finally:
             stop.set()
-            feeder.join(timeout=2.0)
+            session.close()  # a last flush waiting for room gives up
+            feeder.join(timeout=INPUT_JOIN_SECONDS)
+            if feeder.is_alive():  # a source blocked in a read that ignores ``stop``
+                logger.debug("the audio input did not stop within %s s", INPUT_JOIN_SECONDS)
     if failure:
         raise failure[0]
     return session.stats()

@@ -279,7 +279,8 @@ class LiveSession:
         """End of the audio: queue the last frames; the worker stops when it has made them.
 
         With the worker running, the last frames wait for room instead of being dropped
-        (nothing newer will come).
+        (nothing newer will come), waking the worker as they go; a session closed meanwhile
+        (or whose generator failed) drops the rest rather than wait.
         """
         arrived = self._clock() if time is None else float(time)
         with self._engine_lock:
@@ -312,6 +313,7 @@ class LiveSession:
             self._dropped += skip
             for i in range(skip, n):
                 if wait:
+                    self._cond.notify_all()  # the worker may sleep on what is queued so far
                     self._cond.wait_for(
                         lambda: (
                             self._pending.count < self.queue
@@ -319,6 +321,9 @@ class LiveSession:
                             or self._error is not None
                         )
                     )
+                    if self._closed or self._error is not None:  # nobody makes them now
+                        self._dropped += n - i
+                        break
                 slot, dropped = self._pending.push()
                 self._dropped += dropped
                 self._truncations[slot] = truncation

@@ -12,6 +12,8 @@ The preview window and NDI are :mod:`dmv_fast.live.window` and :mod:`dmv_fast.li
 from __future__ import annotations
 
 import logging
+import os
+import re
 import secrets
 import sys
 import time
@@ -27,6 +29,9 @@ from dmv_fast.settings.choices import LIVE_SINK_QUEUE, LIVE_STREAM_QUEUE
 from dmv_fast.video.writer import VideoWriter
 
 logger = logging.getLogger("dmv_fast")
+
+#: The hidden recording and lossless video of a live session's MP4, named by its process.
+_LIVE_TEMP_RE = re.compile(r"^\..+\.live-(\d+)-[0-9a-f]{8}\.(?:mkv|wav)$")
 
 
 @runtime_checkable
@@ -95,7 +100,9 @@ class FileSink:
         song: the song being played, muxed as the audio track like ``dmv-fast render`` does.
             ``None`` (live input): the audio pushed through :meth:`audio` is recorded beside the
             output under a hidden name, the video kept lossless under another, and both are
-            muxed into ``output`` at :meth:`close`.
+            muxed into ``output`` at :meth:`close`. The names carry the process id
+            (``.NAME.live-<pid>-<random>.wav``): those of a killed session are removed by
+            the next one that opens a file sink in that folder.
         overwrite: replace an existing ``output``.
     """
 
@@ -113,10 +120,11 @@ class FileSink:
         self._audio_file: Any = None
         self._size: tuple[int, int] = (0, 0)
         self._fps = Fraction(0)
-        self._tag = secrets.token_hex(4)
+        self._tag = f"{os.getpid()}-{secrets.token_hex(4)}"
 
     def open(self, size: tuple[int, int], fps: Fraction) -> None:
         self._size, self._fps = size, fps
+        sweep_live(self.output.parent)
         if self.song is not None:
             self.writer = VideoWriter(self.output, size, fps, self.song, overwrite=self.overwrite)
         else:
@@ -249,3 +257,37 @@ class Timeline:
     def stats(self) -> list[SinkStats]:
         """Frames, drops, latency and failure of each sink, in order."""
         return [feed.stats() for feed in self.feeds]
+
+
+def sweep_live(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the live recordings in ``folder`` whose session's process no longer exists (one
+    killed with SIGKILL); returns what was deleted."""
+    removed: list[Path] = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        match = _LIVE_TEMP_RE.match(name)
+        if match is None or _running(int(match.group(1))):
+            continue
+        path = Path(folder, name)
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError as e:
+            logger.debug("could not remove %s: %s", path, e)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # not ours to signal: it exists
+        return True
+    return True

@@ -5,7 +5,9 @@ own pace by the runner): raw float32 PCM on stdin, a sound card. Blocks are
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import select
 import sys
 import threading
 from collections.abc import Iterator
@@ -16,27 +18,68 @@ import numpy as np
 logger = logging.getLogger("dmv_fast")
 
 BLOCK = 1024  # samples per pushed block at the source's own rate (23 ms at 44.1 kHz)
+POLL_SECONDS = 0.1  # how often a quiet stdin looks at the stop event
 
 
 def stdin_blocks(
-    channels: int, block: int = BLOCK, stream: IO[bytes] | None = None
+    channels: int,
+    block: int = BLOCK,
+    stream: IO[bytes] | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[np.ndarray]:
-    """Raw little-endian float32 PCM, interleaved ``channels``, from ``stream`` (stdin)."""
+    """Raw little-endian float32 PCM, interleaved ``channels``, from ``stream`` (stdin).
+
+    Every whole sample frame (one float of each channel) is played, up to ``block`` frames a
+    block, as soon as it is read; only a last partial sample frame (fewer than
+    ``4 * channels`` bytes) is dropped, with a warning giving its size. With ``stop``, a
+    stream that has a file descriptor is read without blocking for longer than
+    ``POLL_SECONDS`` once ``stop`` is set (a pipe whose writer is quiet).
+
+    Raises:
+        ValueError: the stream ended before one whole sample frame (no audio on stdin).
+    """
     source = sys.stdin.buffer if stream is None else stream
-    size = block * channels * 4
+    frame = channels * 4
     pending = b""
-    while True:
-        chunk = source.read(size - len(pending))
-        if not chunk:
-            break
+    played = False
+    for chunk in _chunks(source, block * frame, stop):
         pending += chunk
-        usable = len(pending) // (channels * 4) * channels * 4
-        if usable and (len(pending) == size or usable == len(pending)):
+        usable = len(pending) // frame * frame
+        if usable:
             data = np.frombuffer(pending[:usable], dtype="<f4").reshape(-1, channels)
             pending = pending[usable:]
+            played = True
             yield data.astype(np.float32)
+    if not played and (stop is None or not stop.is_set()):
+        more = f" ({len(pending)} bytes, less than one sample frame of {frame})"
+        raise ValueError("no audio on stdin" + (more if pending else ""))
     if pending:
-        logger.warning("stdin ended inside a sample frame; %d bytes ignored", len(pending))
+        logger.warning(
+            "stdin ended inside a sample frame (%d bytes each): its last %d bytes were ignored",
+            frame,
+            len(pending),
+        )
+
+
+def _chunks(source: IO[bytes], size: int, stop: threading.Event | None) -> Iterator[bytes]:
+    """What ``source`` has, at most ``size`` bytes at a time, until its end or ``stop``."""
+    fd: int | None = None
+    if stop is not None:
+        try:
+            fd = source.fileno()
+        except (AttributeError, OSError, ValueError):  # an in-memory stream: never blocks
+            fd = None
+    while True:
+        if fd is None:
+            chunk = source.read(size)
+        else:
+            while not select.select([fd], [], [], POLL_SECONDS)[0]:
+                if stop is not None and stop.is_set():
+                    return
+            chunk = os.read(fd, size)
+        if not chunk:
+            return
+        yield chunk
 
 
 def device_blocks(

@@ -87,6 +87,12 @@ LIVE_RESOLUTION = 128
 LIVE_FRAME_LENGTH = 1024
 LIVE_BATCH = 1
 LIVE_QUEUE = 2
+#: Live input (--stdin, a sound card): the sample rates taken (the lowest the video's audio
+#: track resamples from, the highest sound cards use) and the most channels (an MP4's AAC
+#: audio carries at most 8 of them, checked when there is one).
+LIVE_MIN_RATE = 1000
+LIVE_MAX_RATE = 768_000
+LIVE_MAX_CHANNELS = 64
 #: What a live session takes while it plays (dmv_fast.live.control): the settings of
 #: RenderOptions that keep their meaning and ranges, and the performer's own.
 LIVE_SETTINGS = (
