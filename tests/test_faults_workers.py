@@ -155,8 +155,11 @@ def _segments(folder: Path) -> set[str]:
 
 
 def _only_finished(folder: Path) -> None:
-    """Two finished segments and the manifest: no temporary, nothing of the held one."""
-    assert tree(folder) == {*_segments(folder), "manifest.json"}
+    """Two finished segments (with their checksums, for those the driver had taken in) and the
+    manifest: no temporary, no lock, nothing of the held one."""
+    sums = {f"{Path(name).stem}.sha256" for name in _segments(folder)}
+    left = tree(folder) - sums
+    assert left == {*_segments(folder), "manifest.json"}
     assert len(_segments(folder)) == 2
 
 
@@ -221,7 +224,9 @@ def test_sigkill_of_the_driver_ends_its_workers(run, cache, tiny):
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=120)
     _until(lambda: _gone(processes), "every worker has ended")
-    # The held worker cleaned up as it went: no temporary and no new segment.
+    # The held worker cleaned up as it went: no temporary and no new segment. The killed
+    # driver's lock stays (it could not release it); the next run sweeps it.
+    (run / SEGMENTS / "lock").unlink()
     _only_finished(run / SEGMENTS)
 
 
@@ -245,7 +250,8 @@ def test_a_segment_whose_workers_keep_dying_fails_in_one_line(run, cache, tiny):
     warnings, error = err.strip().splitlines()[:-1], err.strip().splitlines()[-1:]
     assert len(warnings) == 3 and all("died (exit code 1)" in w for w in warnings), err
     _one_line(error[0], "died 4 times")
-    assert tree(run / SEGMENTS) == {*_segments(run / SEGMENTS), "manifest.json"}
+    sums = {f"{Path(name).stem}.sha256" for name in _segments(run / SEGMENTS)}
+    assert tree(run / SEGMENTS) == {*_segments(run / SEGMENTS), *sums, "manifest.json"}
     assert "00001.mp4" not in tree(run / SEGMENTS)
 
 

@@ -57,6 +57,9 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _stop_quietly(signum: int, frame: Any) -> None:
+    # Once: a second SIGTERM (the terminal's to the group, then the driver's) must not
+    # interrupt the way out, where nothing would catch it.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Interrupted(signum)
 
 
