@@ -96,17 +96,6 @@ def plan_segments(n_frames: int, segment_frames: int = SEGMENT_FRAMES) -> list[S
     ]
 
 
-def count_packets(path: Path) -> int | None:
-    """Video packets in a segment file (demuxed, not decoded); None if it cannot be read."""
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                return None
-            return sum(1 for p in c.demux(c.streams.video[0]) if p.size)
-    except (av.FFmpegError, OSError):
-        return None
-
-
 def segment_writer(
     path: Path,
     size: tuple[int, int],
