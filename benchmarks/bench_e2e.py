@@ -11,10 +11,12 @@ BigGAN-deep weights' architecture and the same noise and class vectors:
 - dmv-fast: ``dmv_fast.render.api.render`` with a :class:`~dmv_fast.settings.spec.ModelSpec` (ONNX
   Runtime on the CPU at the plan's batch, capped at 4 there; uint8 made in the graph;
   generation overlapped with a streaming libx264 encode, crf 20, preset veryfast), twice:
-  with the new graph (``dmv-fast``: the wide 3x3 convolutions as Winograd transforms,
-  :mod:`dmv_fast_export.winograd`) and with today's graph, direct convolutions everywhere
-  (``dmv-fast-direct``), so the new graph's gain is measured side by side. Which of the two
-  the plan itself picks for this machine is recorded (``dmv_fast_plan``).
+  as the plan renders on this machine (``dmv-fast``: on 2 cores, two batches side by side,
+  each on one thread, and on AVX-512 the wide 3x3 convolutions as Winograd transforms,
+  :mod:`dmv_fast_export.winograd`) and as the earlier renders did, one batch at a time on
+  every core with direct convolutions everywhere (``dmv-fast-direct``), so the gain is
+  measured side by side. The plan of each is recorded (``dmv_fast_plan``,
+  ``dmv_fast_direct_plan``).
 
 Each side runs in its own Python process, so its wall time includes the imports and model
 setup a user waits for, and its peak RSS (``VmHWM``) is its own. A short untimed warm-up
@@ -75,10 +77,14 @@ def _options(song: str, output: str, frame_length: int):
 
 
 def _plan(resolution: int, batch_size: int, conv_form: str | None = None):
-    """dmv-fast's plan for these settings; ``conv_form`` overrides the CPU's choice."""
+    """dmv-fast's plan for these settings; ``conv_form="direct"``: the earlier render (one
+    batch at a time on every core, direct convolutions), None: the plan's own choice."""
     from dmv_fast.settings.plan import resolve
 
-    return resolve(_spec(resolution, batch_size), encoder="x264", conv_form=conv_form)
+    spec = _spec(resolution, batch_size)
+    if conv_form == "direct":
+        return resolve(spec, encoder="x264", conv_form="direct", lanes=1)
+    return resolve(spec, encoder="x264", conv_form=conv_form)
 
 
 def _spec(resolution: int, batch_size: int):
@@ -242,7 +248,7 @@ SIDES = ("original", "dmv-fast", "dmv-fast-direct")
 
 def run_child(kind: str, song: Path, output: Path, args: argparse.Namespace) -> dict:
     result_file = output.with_suffix(".json")
-    form = ["--conv-form", "direct" if kind.endswith("-direct") else "winograd"]
+    form = ["--conv-form", "direct"] if kind.endswith("-direct") else []
     kind = kind.removesuffix("-direct")
     cmd = [
         sys.executable,
@@ -349,7 +355,7 @@ def main() -> None:
     plans = {}
     for batch in [args.batch_size, *args.extra_batch]:
         plans[batch] = _plan(args.resolution, batch)  # the plan's own choice, recorded
-        ensure_graph(_plan(args.resolution, batch, "winograd"))
+        ensure_graph(plans[batch])
     ensure_graph(_plan(args.resolution, args.batch_size, "direct"))
     load_start = [round(x, 2) for x in os.getloadavg()]
     sgemm = [sgemm_peak()]
@@ -435,7 +441,14 @@ def main() -> None:
         "dmv_fast_direct": direct,
         "all_runs": {k: [r["wall_s"] for r in v] for k, v in runs.items()},
         "dmv_fast_other_batches": extra,
-        "dmv_fast_plan": plans[args.batch_size].to_dict(),
+        "dmv_fast_plan": {
+            **plans[args.batch_size].to_dict(),
+            "lanes": plans[args.batch_size].lanes,
+        },
+        "dmv_fast_direct_plan": {
+            **_plan(args.resolution, args.batch_size, "direct").to_dict(),
+            "lanes": 1,
+        },
         "startup": {
             "song_seconds": STARTUP_SONG_S,
             "original": start_o,

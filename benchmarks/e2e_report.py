@@ -36,7 +36,8 @@ def markdown(report: dict) -> str:
     first = su["first_run_wall_s"]
     pf = report["generator_peak_fraction"]
     sg = report["sgemm"]["runs"][0]
-    form = report["dmv_fast_plan"].get("conv_form", "direct")
+    plan = report["dmv_fast_plan"]
+    form, lanes = plan.get("conv_form", "direct"), plan.get("lanes", 1)
 
     def runs(table: dict, kind: str) -> str:
         return ", ".join(f"{w:.1f} s" for w in table[kind])
@@ -57,12 +58,13 @@ def markdown(report: dict) -> str:
         f"{report['settings']['resolution']} px, batch {report['settings']['batch_size']}, "
         f"frame length {report['settings']['frame_length']}, random weights, same vectors; each "
         "side in its own process (wall time includes imports and model setup), the sides "
-        "alternating. dmv-fast runs twice: with the new graph (its wide 3x3 convolutions as "
-        "Winograd transforms) and with today's graph (direct convolutions everywhere). For a "
-        f"render on all of this machine's cores its plan picks {form} convolutions.",
+        "alternating. dmv-fast runs twice: as its plan renders on this machine (the new "
+        f"render: {lanes} batch(es) side by side, each on its share of the cores, {form} "
+        "convolutions) and as the earlier renders did (today's render: one batch at a time on "
+        "every core, direct convolutions everywhere).",
         "",
-        "| | original's way | dmv-fast, today's graph | dmv-fast, new graph | new vs original "
-        "| new vs today's graph |",
+        "| | original's way | dmv-fast, today's render | dmv-fast, new render | new vs original "
+        "| new vs today's render |",
         "|---|---:|---:|---:|---:|---:|",
         row("wall time, s", o["wall_s"], dd["wall_s"], d["wall_s"]),
         row(
@@ -91,14 +93,14 @@ def markdown(report: dict) -> str:
         f"{dd['other_cores_busy']:.2f} | {d['other_cores_busy']:.2f} | | |",
         "",
         f"Target: {TARGET_SPEEDUP:g}× the original's way end to end; measured "
-        f"**{r['speedup']:.2f}×** with the new graph, {r['direct_speedup']:.2f}× with today's.",
+        f"**{r['speedup']:.2f}×** with the new render, {r['direct_speedup']:.2f}× with today's.",
         "",
         f"Wall times of every run (the fastest is shown above): original "
-        f"{runs(report['all_runs'], 'original')}; dmv-fast, today's graph "
-        f"{runs(report['all_runs'], 'dmv-fast-direct')}; new graph "
+        f"{runs(report['all_runs'], 'original')}; dmv-fast, today's render "
+        f"{runs(report['all_runs'], 'dmv-fast-direct')}; new render "
         f"{runs(report['all_runs'], 'dmv-fast')}. Start-up runs: original "
-        f"{runs(su['all_runs'], 'original')}; today's graph "
-        f"{runs(su['all_runs'], 'dmv-fast-direct')}; new graph {runs(su['all_runs'], 'dmv-fast')}"
+        f"{runs(su['all_runs'], 'original')}; today's render "
+        f"{runs(su['all_runs'], 'dmv-fast-direct')}; new render {runs(su['all_runs'], 'dmv-fast')}"
         + (
             " (the very first, untimed warm-ups: "
             + ", ".join(f"{k} {v:.1f} s" for k, v in first.items())
@@ -106,13 +108,13 @@ def markdown(report: dict) -> str:
             if first
             else "."
         )
-        + " Generator alone, every run: new graph "
+        + " Generator alone, every run: new render "
         + ", ".join(f"{t:.1f} s" for t in report["generate_all_runs"]["generate"])
-        + "; today's graph "
+        + "; today's render "
         + ", ".join(f"{t:.1f} s" for t in report["generate_all_runs"]["generate-direct"])
         + ".",
         "",
-        f"Start-up of dmv-fast with the new graph ({su['song_seconds']:g} s song, "
+        f"Start-up of dmv-fast with the new render ({su['song_seconds']:g} s song, "
         f"{sd['frames']} frames): imports {sdt['imports']:.1f} s, analysis "
         f"{sdt.get('analysis', 0):.1f} s (the ONNX Runtime session loads meanwhile, on a helper "
         f"thread), vectors (numba kernels from their cache) {sdt.get('vectors', 0):.1f} s, "
@@ -121,7 +123,7 @@ def markdown(report: dict) -> str:
         "",
         "Where the time goes (s):",
         "",
-        "| stage | original's way | dmv-fast, new graph |",
+        "| stage | original's way | dmv-fast, new render |",
         "|---|---:|---:|",
         f"| imports | {ot['imports']:.1f} | {dt['imports']:.1f} |",
         f"| analysis + vectors | {ot['analysis+vectors']:.1f} | "
@@ -136,9 +138,9 @@ def markdown(report: dict) -> str:
         f"| generate + convert + encode | {ot['torch_generate'] + ot['convert'] + ot['encode']:.1f}"
         f" | {dt.get('render', 0):.1f} (overlapped) |",
         "",
-        f"Generator alone: torch eager {r['torch_fps']:.2f} frames/s, ONNX Runtime with today's "
-        f"graph {r['ort_direct_fps']:.2f} frames/s, with the new graph {r['ort_fps']:.2f} "
-        f"frames/s ({r['graph_generator_speedup']:.2f}× today's graph, "
+        f"Generator alone: torch eager {r['torch_fps']:.2f} frames/s, ONNX Runtime in today's "
+        f"render {r['ort_direct_fps']:.2f} frames/s, with the new render {r['ort_fps']:.2f} "
+        f"frames/s ({r['graph_generator_speedup']:.2f}× today's render, "
         f"{r['generator_speedup']:.2f}× torch; dmv-fast at batch "
         f"{report['dmv_fast_plan']['batch_size']}, the plan's CPU cap).",
         "",
@@ -146,9 +148,9 @@ def markdown(report: dict) -> str:
         f" GFLOP/s (best of {sg['repeats']} products, n={sg['n']}, {sg.get('blas', 'BLAS ?')}, "
         f"best of the two measurements: {', '.join(str(x['gflops']) for x in report['sgemm']['runs'])}"
         " GFLOP/s, at the start and right after the generator-alone runs). ONNX Runtime with the "
-        f"new graph reaches {pf['ort_gflops']} GFLOP/s of direct-convolution work "
+        f"new render reaches {pf['ort_gflops']} GFLOP/s of direct-convolution work "
         f"({pf['ort_gmac_per_frame']} GMAC per frame x 2 x frames/s): {pf['ort']:.0%} of the "
-        "peak (the Winograd graph does fewer multiplies for the same frames, so this can pass "
+        "peak (a Winograd graph does fewer multiplies for the same frames, so this can pass "
         f"100%); torch eager {pf['torch_gflops']} GFLOP/s ({pf['torch_gmac_per_frame']} GMAC per "
         f"frame, its full-size graph): {pf['torch']:.0%}.",
         "",

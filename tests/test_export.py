@@ -35,6 +35,7 @@ from dmv_fast.model import weights as model_weights  # noqa: E402
 from dmv_fast.model.cache import ensure_onnx as export_model  # noqa: E402
 from dmv_fast.model.runtime import Generator  # noqa: E402
 from dmv_fast.model.truncation import bn_inputs  # noqa: E402
+from dmv_fast.settings import plan as plan_rules  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -237,7 +238,9 @@ def test_output_copy_and_module_cli(tiny, tiny_weights, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(out)
     assert out.is_file() and out.with_suffix(".json").is_file()
     gen = Generator(out)
-    assert (gen.batch_size, gen.precision) == (4, "fp32")  # the CPU plan: capped, fp32
+    lanes = plan_rules.cpu_lanes(None, None)[0]
+    cap = plan_rules.cpu_batch_cap(lanes)
+    assert (gen.batch_size, gen.precision) == (cap, "fp32")  # the CPU plan: capped, fp32
     capsys.readouterr()
 
     with pytest.raises(SystemExit) as done:

@@ -429,7 +429,7 @@ def test_save_only_reads_frames_in_bounded_batches(framed, tmp_path, tiny, cache
 
     folder = tmp_path / "run"
     shutil.copytree(framed, folder)
-    monkeypatch.setattr(frames, "READ_BATCH_BYTES", 3 * 128 * 128 * 3)
+    monkeypatch.setattr(frames, "READ_BATCH_BYTES", 1 * 128 * 128 * 3)  # below every batch
     real = frames.FrameStore.read
     sizes: list[int] = []
 
@@ -439,7 +439,7 @@ def test_save_only_reads_frames_in_bounded_batches(framed, tmp_path, tiny, cache
 
     monkeypatch.setattr(frames.FrameStore, "read", read)
     succeeded(cli(*args(folder, tiny, "-y", "-s", "--batch_size", "1024")))
-    assert max(sizes) == 3 and sum(sizes) == frames_in(folder / OUT) == frames_in(framed / OUT)
+    assert max(sizes) == 1 and sum(sizes) == frames_in(folder / OUT) == frames_in(framed / OUT)
     assert files(folder) == RESULT | {"o.frames"}
 
 

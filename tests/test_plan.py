@@ -9,7 +9,7 @@ import pytest
 
 from dmv_fast.settings import machine
 from dmv_fast.settings.machine import CPU, CUDA, TENSORRT
-from dmv_fast.settings.plan import CPU_BATCH_CAP, resolve, settle
+from dmv_fast.settings.plan import CPU_BATCH_CAP, cpu_batch_cap, resolve, settle
 from dmv_fast.settings.spec import ModelSpec
 
 GPU_OFFERED = (TENSORRT, CUDA, CPU)
@@ -26,7 +26,7 @@ def test_cpu_machine_gets_the_cpu_plan():
     p = resolve(ModelSpec(resolution=128, batch_size=30), offered=(CPU,))
     assert (p.backend, p.providers, p.precision) == ("cpu", (CPU,), "fp32")
     assert (p.batch_size, p.pixel_format, p.encoder, p.workers) == (
-        CPU_BATCH_CAP,
+        cpu_batch_cap(p.lanes),  # CPU_BATCH_CAP frames in flight, shared by the lanes
         "rgb24",
         "x264",
         1,
@@ -40,7 +40,8 @@ def test_gpu_offered_but_not_loading_runs_the_cpu_plan():
     finds that CUDA does not load, and auto runs the CPU plan: capped batch, fp32, RGB."""
     p = resolve(ModelSpec(resolution=256, batch_size=30), offered=(CUDA, CPU), encoder="x264")
     assert (p.backend, p.providers, p.precision) == ("cpu", (CPU,), "fp32")
-    assert (p.batch_size, p.pixel_format) == (CPU_BATCH_CAP, "rgb24")
+    assert (p.batch_size, p.pixel_format) == (cpu_batch_cap(p.lanes), "rgb24")
+    assert p.batch_size * p.lanes == CPU_BATCH_CAP
     assert "did not load" in p.warning
 
 
@@ -93,7 +94,7 @@ def test_settle_redoes_a_contradicted_gpu_plan_once(caplog):
     assert (cpu.backend, cpu.precision, cpu.batch_size, cpu.pixel_format) == (
         "cpu",
         "fp32",
-        CPU_BATCH_CAP,
+        cpu_batch_cap(cpu.lanes),
         "rgb24",
     )
     assert len(caplog.records) == 2

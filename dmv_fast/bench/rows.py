@@ -173,7 +173,7 @@ def backend_plan(
         raise Unavailable(f"this dmv-fast exports no {kind.precision} graphs")
     spec = ModelSpec(resolution, weights, kind.backend, kind.precision, batch, **shape)
     try:
-        plan = resolve(spec, encoder="x264", workers=1)
+        plan = resolve(spec, encoder="x264", workers=1, lanes=1)  # one call: one session
     except ValueError as exc:
         raise Unavailable(str(exc)) from exc
     _check_settled(name, plan)

@@ -186,7 +186,7 @@ def live(
             if output_file is not None:
                 check_output(output_file, overwrite, song)
             trajectory = OnlineTrajectory(options, lookahead=lookahead)
-            vis = Visualizer(spec, threads=threads)  # resolves the plan once
+            vis = Visualizer(spec, threads=threads, lanes=1)  # one batch at a time, all cores
             if song is not None:
                 in_rate, _, blocks = song_blocks(song)
                 where = f"in {str(song)!r}"

@@ -82,7 +82,10 @@ BatchSize = Annotated[
     typer.Option(
         "--batch-size",
         "--batch_size",
-        help=f"GAN batch size, 1-{choices.MAX_BATCH} (capped at {CPU_BATCH_CAP} on the CPU).",
+        help=(
+            f"GAN batch size, 1-{choices.MAX_BATCH} (on the CPU at most {CPU_BATCH_CAP} frames "
+            "in flight, shared by its lanes)."
+        ),
     ),
 ]
 Scaling = Annotated[

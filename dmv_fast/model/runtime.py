@@ -13,6 +13,7 @@ out; nothing is allocated per call.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -301,16 +302,21 @@ class Generator:
 
     # -- inference ------------------------------------------------------------------------
 
-    def _run(self, feeds: dict[str, np.ndarray], fmt: str) -> np.ndarray:
+    def _run(self, feeds: dict[str, np.ndarray], fmt: str, run_options: Any = None) -> np.ndarray:
         if self._io is None:
-            return self._session.run([self._outputs[fmt][0]], feeds)[0]
+            return self._session.run([self._outputs[fmt][0]], feeds, run_options)[0]
         for name, value in feeds.items():
             self._device_inputs[name].update_inplace(value)
-        self._session.run_with_iobinding(self._io)
+        self._session.run_with_iobinding(self._io, run_options)
         return self._device_outputs[fmt].numpy()  # only the wanted format crosses to the host
 
     def generate(
-        self, noise: Any, classes: Any, truncation: float, pixel_format: str = "rgb24"
+        self,
+        noise: Any,
+        classes: Any,
+        truncation: float,
+        pixel_format: str = "rgb24",
+        run_options: Any = None,
     ) -> np.ndarray:
         """Generate frames.
 
@@ -320,6 +326,8 @@ class Generator:
             truncation: BigGAN truncation in (0, 1].
             pixel_format: ``"rgb24"``, or ``"yuv420p"`` on a graph exported for a ``yuv420p``
                 plan.
+            run_options: an ``onnxruntime.RunOptions`` for the calls (setting its
+                ``terminate`` from another thread stops them).
 
         Returns:
             ``np.ndarray [shape=(B, H, W, 3)]`` uint8 RGB frames, ``(H, W) = frame_size``;
@@ -344,7 +352,9 @@ class Generator:
             )
         n, b = len(noise), self.batch_size
         out = np.empty((n, *self._outputs[pixel_format][1][1:]), dtype=np.uint8)
-        with self._lock:
+        # Device buffers are bound once and shared: GPU calls take turns. CPU calls run side
+        # by side (ONNX Runtime's run is thread-safe; the plan's lanes rely on it).
+        with self._lock if self._io is not None else contextlib.nullcontext():
             for start in range(0, n, b):
                 stop = min(start + b, n)
                 z, c = noise[start:stop], classes[start:stop]
@@ -353,7 +363,7 @@ class Generator:
                     z = np.concatenate([z, np.zeros((pad, NOISE_DIM), np.float32)])
                     c = np.concatenate([c, np.zeros((pad, N_IMAGENET), np.float32)])
                 feeds = {"noise": z, "classes": c, "bn_idx": idx, "bn_w": weights}
-                frames = self._run(feeds, pixel_format)
+                frames = self._run(feeds, pixel_format, run_options)
                 out[start:stop] = frames[: stop - start]
         return out
 

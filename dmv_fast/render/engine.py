@@ -2,8 +2,9 @@
 
 :class:`Engine` is what a one-process render, a segment worker and a live session share: the
 plan is resolved once (or given), the generator graph is exported and loaded on first use,
-and :meth:`Engine.frames` generates batches lazily; :func:`overlapped` hands them to a helper
-thread that consumes them (encodes, writes) while the next batch is generated.
+and :meth:`Engine.frames` generates batches lazily (on the CPU, the plan's lanes generate
+the next batches side by side); :func:`overlapped` hands them to a helper thread that consumes
+them (encodes, writes) while the next batch is generated.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -43,7 +46,10 @@ class Engine:
             ``batch_size``, ``scaling``, ``pixels``).
         encoder: ``"auto"``, ``"x264"`` or ``"nvenc"`` (settled in the plan).
         workers: segment workers (None: the plan's choice).
-        threads: intra-op threads on the CPU (None: one per core).
+        threads: intra-op threads on the CPU (None: one per core, shared out among the
+            plan's lanes); a count given here runs one lane.
+        lanes: batches :meth:`frames` generates side by side on the CPU (None: the plan's
+            choice, :func:`dmv_fast.settings.plan.cpu_lanes`; 1: one at a time).
         progress: ``progress(stage, done, total)`` callback.
 
     The plan is resolved here, once (:func:`dmv_fast.settings.plan.resolve`): an explicit
@@ -59,6 +65,7 @@ class Engine:
         encoder: str = "auto",
         workers: int | None = None,
         threads: int | None = None,
+        lanes: int | None = None,
         progress: ProgressCallback | None = None,
         **spec_fields: Any,
     ) -> None:
@@ -68,6 +75,8 @@ class Engine:
             )
         if isinstance(model, Plan):
             plan = model
+            if (threads is not None or lanes == 1) and plan.lanes != 1:
+                plan = plan.for_threads(threads)
         else:
             if isinstance(model, ModelSpec):
                 spec = model
@@ -76,7 +85,7 @@ class Engine:
                 if model is not None:
                     fields["resolution"] = model
                 spec = ModelSpec(**fields)
-            plan = resolve(spec, encoder=encoder, workers=workers, threads=threads)
+            plan = resolve(spec, encoder=encoder, workers=workers, threads=threads, lanes=lanes)
         self.plan: Plan = plan
         self.threads = threads
         self.progress: ProgressCallback = progress or no_progress
@@ -96,7 +105,8 @@ class Engine:
             path = ensure_graph(
                 plan, progress=lambda done, total: self.progress("export", done, total)
             )
-        return Generator(path, plan=plan, threads=self.threads)
+        threads = self.threads if self.threads is not None else plan.lane_threads
+        return Generator(path, plan=plan, threads=threads)
 
     def preload(self) -> None:
         """Start building the generator session on a helper thread if its graph is already
@@ -176,13 +186,20 @@ class Engine:
         """
         gen = self.generator
         step = gen.batch_size
-        for start in range(0, len(noise), step):
-            yield gen.generate(
-                noise[start : start + step],
-                class_vectors[start : start + step],
-                truncation,
-                pixel_format=pixel_format,
-            )
+        starts = range(0, len(noise), step)
+
+        def batch(start: int, run_options: Any = None) -> np.ndarray:
+            args = (noise[start : start + step], class_vectors[start : start + step], truncation)
+            if run_options is None:
+                return gen.generate(*args, pixel_format=pixel_format)
+            return gen.generate(*args, pixel_format=pixel_format, run_options=run_options)
+
+        lanes = 1 if self.plan.on_gpu else min(self.plan.lanes, len(starts))
+        if lanes <= 1:
+            for start in starts:
+                yield batch(start)
+            return
+        yield from _side_by_side(batch, starts, lanes)
 
     def stream(self, options: Any = None, *, queue: int = 2, lookahead: int = 0) -> Any:
         """A :class:`~dmv_fast.live.session.LiveSession` on this engine's warm generator: push
@@ -202,13 +219,78 @@ class Engine:
         from dmv_fast.live.session import LiveSession
         from dmv_fast.vectors.online import OnlineTrajectory
 
+        self._one_lane()
         trajectory = OnlineTrajectory(options, lookahead=lookahead)
         batch = min(self.plan.batch_size, queue)
         return LiveSession(self.generator, trajectory, queue=queue, batch=batch)
 
+    def _one_lane(self) -> None:
+        """A live session runs one batch at a time: a plan with lanes (its session on a share
+        of the cores) becomes the one-lane plan, and a session already built is rebuilt."""
+        if self.plan.lanes == 1:
+            return
+        self.wait_preload()
+        self._loading = None
+        self._generator = None
+        self.plan = self.plan.for_threads(self.threads)
+
     def plan_for(self, encoder: str) -> Plan:
         """The plan with a render's encoder request settled (``auto``: the engine's own)."""
         return self.plan.with_encoder(encoder)
+
+
+def _side_by_side(
+    batch: Callable[[int, Any], np.ndarray], starts: range, lanes: int
+) -> Iterator[np.ndarray]:
+    """``batch(start, run_options)`` for every start, ``lanes`` at a time, each call on a
+    thread of its own (ONNX Runtime releases the GIL and runs one session's calls
+    concurrently), yielded in order. A lane lives for one call, so an iterator dropped
+    without being closed leaves nothing waiting.
+
+    Closing the iterator early (a failure, a signal) terminates the ONNX Runtime calls
+    running (their ``RunOptions``: they return after the layer they are in) and waits for
+    them: a thread still inside ONNX Runtime while the interpreter exits aborts the process.
+    """
+    import onnxruntime as ort
+
+    run_options = ort.RunOptions()
+    pending: deque[tuple[Future[np.ndarray], threading.Thread]] = deque()
+
+    def submit(start: int) -> None:
+        future: Future[np.ndarray] = Future()
+
+        def lane() -> None:
+            try:
+                future.set_result(batch(start, run_options))
+            except BaseException as exc:  # raised to the caller by future.result()
+                future.set_exception(exc)
+
+        thread = threading.Thread(target=lane, name=f"dmv-fast-lane-{start}", daemon=True)
+        pending.append((future, thread))
+        thread.start()
+
+    todo = iter(starts)
+    finished = False
+    try:
+        for start in todo:
+            submit(start)
+            if len(pending) == lanes:
+                break
+        while pending:
+            future, thread = pending[0]
+            thread.join()  # the call ended (its result or its error is in the future)
+            pending.popleft()
+            frames = future.result()
+            for start in todo:
+                submit(start)
+                break
+            yield frames
+        finished = True
+    finally:
+        if not finished:
+            run_options.terminate = True
+        for _, thread in pending:
+            thread.join()
 
 
 def overlapped(

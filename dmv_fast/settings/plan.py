@@ -4,10 +4,12 @@
   ``auto``.
 - :class:`Plan` is what will run, from :func:`resolve`. It never says ``auto``: backend,
   ONNX Runtime providers, precision, the graph's static batch, the pixel format the graph
-  hands the encoder, how the CPU graph computes its 3x3 convolutions, the encoder and the
-  number of segment workers. The graph cache key, the
-  ``-d`` manifest, the record, :class:`~dmv_fast.render.engine.RenderResult` and ``dmv-fast bench``
-  store :meth:`Plan.to_dict`.
+  hands the encoder, how the CPU graph computes its 3x3 convolutions, how many batches the
+  CPU generates side by side (lanes), the encoder and the number of segment workers. The
+  graph cache key, the ``-d`` manifest, the record,
+  :class:`~dmv_fast.render.engine.RenderResult` and ``dmv-fast bench`` store
+  :meth:`Plan.to_dict` (the lanes are not part of it: they change how fast frames come, not
+  what they are).
 
 :func:`resolve` probes the installed execution providers once per process: which ones the
 installed onnxruntime offers, and which of them actually load (a one-node session). If a
@@ -67,6 +69,14 @@ CPU_AUTO_PRECISION = "fp32"
 #: otherwise.
 WINOGRAD_FLAGS = ("avx512f",)
 WINOGRAD_MAX_THREADS = 1
+#: Batches a CPU render generates side by side, each on its own thread calling one shared
+#: session with the cores shared out (1 each on 2 cores, so Winograd applies on AVX-512):
+#: ONNX Runtime's intra-op threads share one batch's layers poorly, and on 2 cores two lanes
+#: made 1.07x (direct) and 1.17x (Winograd) the frames/s of one session on 2 threads, weights
+#: held once (benchmarks/results/lanes_cpu.md); the graph batch is shared out so that as many
+#: frames are in flight (:func:`cpu_batch_cap`). Live sessions, benchmark rows and callers that
+#: give a thread count keep one lane.
+CPU_LANES = 2
 
 # ---------------------------------------------------------------------------------------------
 # What will run
@@ -85,6 +95,9 @@ class Plan:
         pixel_format: what the graph hands the encoder: ``"rgb24"`` (``[B, H, W, 3]``) or
             ``"yuv420p"`` (``[B, H * 3 // 2, W]`` planes made on the GPU).
         conv_form: ``"direct"`` or ``"winograd"`` (:func:`conv_form_for`).
+        lanes: batches generated side by side on the CPU (:func:`cpu_lanes`); 1 on a GPU.
+        lane_threads: ONNX Runtime threads of the session the lanes share (None: one per
+            core, or the caller's own count).
         encoder: ``"x264"`` or ``"nvenc"``.
         workers: segment workers (each with its own encoder); 1 renders in one stream.
         encoder_fallback: NVENC was chosen for ``auto``: if it cannot start after all, the
@@ -103,6 +116,8 @@ class Plan:
     encoder: str
     workers: int = 1
     conv_form: str = "direct"
+    lanes: int = 1
+    lane_threads: int | None = None
     encoder_fallback: bool = False
     notes: tuple[str, ...] = ()
     warning: str = ""
@@ -177,29 +192,37 @@ class Plan:
         )
 
     def for_threads(self, threads: int | None) -> Plan:
-        """This plan for a generator session on ``threads`` CPU threads (None: one per core):
-        a CPU plan's convolution form follows the thread count (:func:`conv_form_for`)."""
+        """This plan for one generator session on ``threads`` CPU threads (None: one per
+        core), called by one thread (one lane): a CPU plan's convolution form follows the
+        thread count (:func:`conv_form_for`)."""
         if self.on_gpu:
             return self
         form, note = conv_form_for("cpu", self.precision, threads=threads)
-        if form == self.conv_form:
+        batch = min(self.spec.batch_size, cpu_batch_cap(1))
+        if form == self.conv_form and self.lanes == 1 and batch == self.batch_size:
             return self
-        return dataclasses.replace(self, conv_form=form, notes=(*self.notes, note))
+        notes = self.notes if form == self.conv_form else (*self.notes, note)
+        return dataclasses.replace(
+            self, conv_form=form, lanes=1, lane_threads=None, batch_size=batch, notes=notes
+        )
 
     def on_cpu(self, why: str) -> Plan:
         """The CPU plan for the same request: capped batch, fp32 (or int8), RGB."""
         precision = cpu_precision(self.spec)
-        form, form_note = conv_form_for("cpu", precision)
+        lanes, lane_threads, lanes_note = cpu_lanes(None, None)
+        form, form_note = conv_form_for("cpu", precision, threads=lane_threads)
         return dataclasses.replace(
             self,
             backend="cpu",
             providers=(CPU,),
             precision=precision,
-            batch_size=min(self.spec.batch_size, CPU_BATCH_CAP),
+            batch_size=min(self.spec.batch_size, cpu_batch_cap(lanes)),
             pixel_format="rgb24",
             conv_form=form,
+            lanes=lanes,
+            lane_threads=lane_threads,
             workers=1,
-            notes=(*self.notes, f"runs on the CPU: {why}", form_note),
+            notes=(*self.notes, f"runs on the CPU: {why}", lanes_note, form_note),
             warning="",
         )
 
@@ -207,6 +230,35 @@ class Plan:
 def cpu_precision(spec: ModelSpec) -> str:
     """The precision a CPU plan runs: the one asked for, or fp32 for ``auto``."""
     return CPU_AUTO_PRECISION if spec.precision == "auto" else spec.precision
+
+
+def cpu_batch_cap(lanes: int) -> int:
+    """The CPU graph's batch: :data:`CPU_BATCH_CAP` frames in flight, shared by the lanes
+    (on 2 lanes, batch 2 runs as fast as batch 4 with a third less memory at 128 px)."""
+    return max(1, CPU_BATCH_CAP // lanes)
+
+
+def cpu_lanes(threads: int | None, lanes: int | None) -> tuple[int, int | None, str]:
+    """How many batches a CPU plan generates side by side, the threads of the session they
+    share, and the one-line reason.
+
+    ``lanes`` None picks: :data:`CPU_LANES` (at most one per core) when the session would run
+    on every core (``threads`` None), each lane with the cores shared out; one lane where the
+    caller gives a thread count (segment workers, benchmarks). ``lanes`` 1 keeps one lane.
+    """
+    if lanes is not None:
+        int_in("lanes", lanes, 1, CPU_LANES)
+    if threads is not None or lanes == 1:
+        return 1, threads, "lanes 1: one batch at a time"
+    cores = os.cpu_count() or 1
+    lanes = min(lanes or CPU_LANES, cores)
+    if lanes == 1:
+        return 1, None, "lanes 1: one core"
+    return (
+        lanes,
+        cores // lanes,
+        (f"lanes {lanes}: batches generated side by side, {cores // lanes} thread(s) each"),
+    )
 
 
 def conv_form_for(
@@ -258,6 +310,7 @@ def resolve(
     loadable: tuple[str, ...] | None = None,
     conv_form: str | None = None,
     threads: int | None = None,
+    lanes: int | None = None,
 ) -> Plan:
     """Settle backend, providers, precision, graph batch, pixel format, convolution form,
     encoder and workers.
@@ -270,8 +323,10 @@ def resolve(
         offered, loadable: provider lists to use instead of probing (tests).
         conv_form: ``"direct"`` or ``"winograd"`` instead of :func:`conv_form_for`'s choice
             (benchmarks comparing the two; ``winograd`` only where the graph allows it).
-        threads: the CPU threads of the generator's session (None: one per core), which
-            the convolution form follows.
+        threads: the CPU threads of the generator's session (None: one per core, shared out
+            among the lanes), which the convolution form follows.
+        lanes: batches generated side by side on the CPU (None: :func:`cpu_lanes` picks; 1:
+            one at a time, as a live session runs).
 
     Raises:
         ValueError: an explicit backend or encoder this machine cannot run (one line, before
@@ -328,11 +383,16 @@ def resolve(
         precision = spec.precision
     else:
         precision = "fp16" if on_gpu else cpu_precision(spec)
-    batch = spec.batch_size if on_gpu else min(spec.batch_size, CPU_BATCH_CAP)
+    lane_threads: int | None = threads
+    n_lanes = 1
+    if not on_gpu:
+        n_lanes, lane_threads, lanes_note = cpu_lanes(threads, lanes)
+        notes.append(lanes_note)
+    batch = spec.batch_size if on_gpu else min(spec.batch_size, cpu_batch_cap(n_lanes))
     if batch != spec.batch_size:
-        notes.append(f"graph batch {batch}: the CPU batch cap")
+        notes.append(f"graph batch {batch}: the CPU batch cap ({CPU_BATCH_CAP} frames in flight)")
     pixel_format = "yuv420p" if on_gpu else "rgb24"
-    form, form_note = conv_form_for(backend, precision, threads=threads)
+    form, form_note = conv_form_for(backend, precision, threads=lane_threads)
     if conv_form is not None:
         form = choice("conv_form", conv_form, CONV_FORMS)
         form_note = f"conv {form}: asked for"
@@ -356,6 +416,8 @@ def resolve(
         batch_size=batch,
         pixel_format=pixel_format,
         conv_form=form,
+        lanes=n_lanes,
+        lane_threads=lane_threads if n_lanes > 1 else None,
         encoder=chosen_encoder,
         workers=workers,
         encoder_fallback=encoder == "auto" and chosen_encoder == "nvenc",
