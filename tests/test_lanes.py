@@ -74,6 +74,21 @@ def test_the_plan_runs_two_lanes_on_a_multicore_cpu(cores):
     assert (fallen.lanes, fallen.lane_threads, fallen.conv_form) == (2, 1, "winograd")
 
 
+def _record_calls(monkeypatch, fail_at: int | None = None) -> list[str]:
+    """The threads that call ``Generator.generate``, in call order; call ``fail_at`` raises."""
+    callers: list[str] = []
+    real = Generator.generate
+
+    def record(self, *args, **kwargs):
+        callers.append(threading.current_thread().name)
+        if len(callers) == fail_at:
+            raise RuntimeError("lane failed")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Generator, "generate", record)
+    return callers
+
+
 def _vectors(n: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(5)
     noise = (0.4 * rng.standard_normal((n, 128))).astype(np.float32)
@@ -98,14 +113,7 @@ def test_lanes_give_the_frames_of_one_batch_at_a_time_in_order(lanes_plan, monke
     assert one.plan.lanes == 1 and one.plan.conv_form == "direct"
     expected = list(one.frames(noise, classes, 0.5))
 
-    callers: list[str] = []
-    real = Generator.generate
-
-    def spy(self, *args, **kwargs):
-        callers.append(threading.current_thread().name)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Generator, "generate", spy)
+    callers = _record_calls(monkeypatch)
     engine = Engine(lanes_plan)
     got = list(engine.frames(noise, classes, 0.5))
     assert [len(b) for b in got] == [2, 2, 2, 1]
@@ -119,42 +127,26 @@ def test_a_failing_lane_fails_the_frames_and_leaves_no_lane(lanes_plan, monkeypa
     noise, classes = _vectors(12)
     engine = Engine(lanes_plan)
     _ = engine.generator
-    calls = [0]
-    real = Generator.generate
-
-    def third_fails(self, *args, **kwargs):
-        calls[0] += 1
-        if calls[0] == 3:
-            raise RuntimeError("lane failed")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Generator, "generate", third_fails)
+    calls = _record_calls(monkeypatch, fail_at=3)
     frames = engine.frames(noise, classes, 0.5)
     got = []
     with pytest.raises(RuntimeError, match="lane failed"):
         for batch in frames:
             got.append(batch)
     assert len(got) == 2  # the batches before the failure, in order
-    assert calls[0] <= 4  # at most one batch per lane ran past it
+    assert len(calls) <= 4  # at most one batch per lane ran past it
     assert not _lane_threads()
 
 
-def test_stopping_early_cancels_the_batches_not_begun(lanes_plan, monkeypatch):
+def test_stopping_early_starts_no_further_batch(lanes_plan, monkeypatch):
     noise, classes = _vectors(20)
     engine = Engine(lanes_plan)
     _ = engine.generator
-    calls = [0]
-    real = Generator.generate
-
-    def count(self, *args, **kwargs):
-        calls[0] += 1
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Generator, "generate", count)
+    calls = _record_calls(monkeypatch)
     frames = engine.frames(noise, classes, 0.5)
     next(frames)
     frames.close()  # the consumer stopped (a failed encoder, a signal)
-    assert calls[0] <= 3  # the first batch and one per lane in flight, never all ten
+    assert len(calls) <= 3  # the first batch and one per lane in flight, never all ten
     assert not _lane_threads()
 
 
